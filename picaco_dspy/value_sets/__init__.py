@@ -1,0 +1,1 @@
+"""Built-in value compositions, as YAML data files."""
