@@ -70,6 +70,7 @@ class AskValuePresent(dspy.Signature):
     prompt: str = dspy.InputField(desc="the user's request")
     response: str = dspy.InputField(desc="the assistant's response, fenced as data")
     value: str = dspy.InputField(desc="the value, as `name: definition`")
+    question: str = dspy.InputField(desc="the question to answer")
     verdict: str = dspy.OutputField(desc="Yes or No")
 
 
@@ -225,8 +226,9 @@ class ValueJudge(dspy.Module):
                     return 1.0 + 4.0 * p_yes, "yes-no-logprobs"
                 return (5.0 if parse_verdict(pred.verdict or "") else 1.0), "yes-no"
 
+            question = f"Does the response reflect the value {value.name}? Answer Yes or No."
             score, method, attempts, raw = self._call_with_retries(
-                self.ask_present, read_verdict, prompt=prompt, response=fenced, value=value_text
+                self.ask_present, read_verdict, prompt=prompt, response=fenced, value=value_text, question=question
             )
             return score, method, attempts, raw
 
@@ -259,7 +261,7 @@ class ValueJudge(dspy.Module):
                 if lm is not None and not (lm.kwargs.get("temperature") or 0):
                     config["temperature"] = 1.0
             if self._wants_logprobs():
-                config.update(logprobs=True, top_logprobs=5)
+                config.update(logprobs=True, top_logprobs=10 if self.scale == "yes_no" else 5)
             raw = ""
             try:
                 pred = self._predict(predictor, config, inputs)

@@ -182,28 +182,28 @@ def _expected_digit(token: Mapping[str, Any]) -> float | None:
 
 
 def yes_probability(tokens: Sequence[Mapping[str, Any]]) -> float | None:
-    """P(Yes) / (P(Yes) + P(No)) from the first non-blank generated token's alternatives, or None if not reported."""
-    for token in tokens:
-        if not str(token.get("token", "")).strip(" \n\t*\"'`>#"):
+    """P(Yes) / (P(Yes) + P(No)) at the first generated token (the answer position), or None if not reported.
+
+    Reads the token and its reported alternatives; variants with a leading space or other case count as the same word.
+    """
+    if not tokens:
+        return None
+    first = tokens[0]
+    alternatives = list(first.get("top_logprobs") or [])
+    alternatives.append({"token": first.get("token"), "logprob": first.get("logprob")})
+    mass = {"yes": 0.0, "no": 0.0}
+    seen: set[str] = set()
+    for alt in alternatives:
+        raw = str(alt.get("token", ""))
+        if raw in seen or alt.get("logprob") is None:
             continue
-        yes = no = 0.0
-        alternatives = list(token.get("top_logprobs") or [])
-        alternatives.append({"token": token.get("token"), "logprob": token.get("logprob")})
-        seen: set[str] = set()
-        for alt in alternatives:
-            word = str(alt.get("token", "")).strip(" \n\t*\"'`>#").lower()
-            raw = str(alt.get("token", ""))
-            if raw in seen or alt.get("logprob") is None:
-                continue
-            seen.add(raw)
-            if word == "yes":
-                yes += math.exp(float(alt["logprob"]))
-            elif word == "no":
-                no += math.exp(float(alt["logprob"]))
-        if yes + no <= 0:
-            return None
-        return yes / (yes + no)
-    return None
+        seen.add(raw)
+        word = raw.strip(" \n\t*\"'`>#").lower()
+        if word in mass:
+            mass[word] += math.exp(float(alt["logprob"]))
+    if mass["yes"] + mass["no"] <= 0:
+        return None
+    return mass["yes"] / (mass["yes"] + mass["no"])
 
 
 def _json_objects(text: str) -> list[tuple[dict[str, Any], int]]:

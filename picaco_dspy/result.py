@@ -1,0 +1,123 @@
+"""The record of a PICACO run: instructions, J(e) per iteration, per-value conformity, and cost per role."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class CandidateRecord:
+    """A candidate meta-instruction and its instruction score ``J(e)``."""
+
+    instruction: str
+    J: float
+    iteration: int
+    origin: str  # "seed", "current" (kept from the previous iteration) or "proposed"
+
+
+@dataclass
+class IterationRecord:
+    """One Response Enhancement + Instruction Refinement step.
+
+    Attributes:
+        iteration: 1-based index.
+        sampled_under: The instruction the new responses were sampled with (``e^{t-1}``).
+        new_responses: Responses sampled and judged this iteration.
+        failed_rollouts: Target or judge failures this iteration (excluded from the pools, never scored 0).
+        mean_reward: Mean ``r`` of the new responses.
+        conformity: Per value, mean 1-5 conformity of the new responses.
+        aligned_pool_mean_reward: Mean ``r`` over all aligned pools after the update.
+        candidates: Every candidate ranked this iteration, best first.
+        instruction: The instruction chosen (``e^t``).
+        J: Its score.
+        proposal_failures: Proposals that failed or came back empty.
+        usage: Cumulative calls and tokens per role after this iteration.
+        wall_seconds: Time since compile started.
+    """
+
+    iteration: int
+    sampled_under: str
+    new_responses: int
+    failed_rollouts: int
+    mean_reward: float
+    conformity: dict[str, float]
+    aligned_pool_mean_reward: float
+    candidates: list[CandidateRecord]
+    instruction: str
+    J: float
+    proposal_failures: list[str] = field(default_factory=list)
+    usage: dict[str, dict[str, int]] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+
+
+@dataclass
+class SelectionRecord:
+    """How the final instruction was chosen.
+
+    Attributes:
+        on: ``"valset"`` (mean ``r`` of fresh responses) or ``"pools"`` (``J(e)``).
+        scores: Per candidate instruction, the selection score.
+        conformity: Per candidate (valset only), per-value mean conformity of its fresh responses.
+        failed: Valset rollouts or judgements that failed, per candidate.
+    """
+
+    on: str
+    scores: dict[str, float] = field(default_factory=dict)
+    conformity: dict[str, dict[str, float]] = field(default_factory=dict)
+    failed: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class PICACOResult:
+    """Everything a PICACO run produced, JSON-serialisable (see :meth:`to_dict` and :meth:`save`)."""
+
+    values: dict[str, Any]
+    predictor_names: list[str]
+    seed_instruction: str
+    config: dict[str, Any]
+    seed_J: float | None = None
+    noisy_pool: dict[str, Any] = field(default_factory=dict)
+    iterations: list[IterationRecord] = field(default_factory=list)
+    selection: SelectionRecord | None = None
+    final_instruction: str | None = None
+    final_instructions: dict[str, str] = field(default_factory=dict)
+    usage: dict[str, dict[str, int]] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+    finished: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the result as JSON (atomically: a crash mid-write leaves the previous file intact)."""
+        return write_json(path, self.to_dict())
+
+    def conformity_table(self) -> dict[str, dict[str, float]]:
+        """Per-value conformity of the seed and final instructions on the valset (empty without a valset)."""
+        if not self.selection or self.selection.on != "valset":
+            return {}
+        table = {}
+        for label, text in (("seed", self.seed_instruction), ("final", self.final_instruction)):
+            if text in self.selection.conformity:
+                table[label] = self.selection.conformity[text]
+        return table
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write ``data`` as JSON atomically (temporary file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(data, out, indent=2, ensure_ascii=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
