@@ -94,7 +94,8 @@ class ValueSet:
         if not isinstance(data, Mapping):
             raise ValueSetError(f"A value set must be a mapping with a `values` list, got {type(data).__name__}.")
         if "values" not in data:
-            if data and all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+            flat = data and not {"name", "description"} & set(data)
+            if flat and all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
                 return cls(default_name, tuple(Value(k, v) for k, v in data.items()))
             raise ValueSetError("A value set needs a `values` list: [{name: ..., definition: ...}, ...].")
         raw_values = data["values"]
