@@ -373,11 +373,18 @@ class _Run:
         return [j if isinstance(j, Exception) else self.metric.score_judged(j, q) for j, q in zip(judgements, q_phi)]
 
     def _parallel(self, fn: Callable[[Any], T], items: list[Any]) -> list[T]:
+        """Run ``fn`` over ``items`` with DSPy's executor (settings and usage tracking reach the worker threads).
+
+        ``fn`` returns failures as exception values; they are boxed so that the executor keeps them as results.
+        """
         if not items:
             return []
         executor = ParallelExecutor(num_threads=self.opt.num_threads, max_errors=len(items) + 1,
                                     disable_progress_bar=not self.opt.progress, provide_traceback=False, timeout=0)
-        return executor.execute(fn, items)
+        boxed = executor.execute(lambda item: (fn(item),), items)
+        if any(box is None for box in boxed):
+            raise PicacoError("A parallel batch was cancelled before it finished; see the log.")
+        return [box[0] for box in boxed]
 
     def _elapsed(self) -> float:
         return round(time.monotonic() - self.started, 3)

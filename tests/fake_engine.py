@@ -106,7 +106,7 @@ class ScriptedEngine:
         if self.fail_judge_for and self.fail_judge_for in response:
             return {"ratings": "I cannot rate this."}
         names = [line.split(":")[0].strip() for line in inputs.get("values", "").splitlines() if ":" in line]
-        return {"ratings": "\n".join(f"{n}: {5 if MARKERS.get(n, '@@') in response else 1}" for n in names)}
+        return {"ratings": "\n".join(f"{n}: {5 if MARKERS.get(n, '@@') in response.lower() else 1}" for n in names)}
 
     @staticmethod
     def _propose(rng: random.Random) -> str:
@@ -119,7 +119,7 @@ class ScriptedEngine:
     def _answer(instruction: str, inputs: dict[str, str], outputs: list[str], rng: random.Random) -> dict[str, str]:
         probs = honour_probabilities(instruction)
         draft = inputs.get("draft", "")
-        honoured = [v for v in VALUES if rng.random() < probs[v] or MARKERS[v] in draft]
+        honoured = [v for v in VALUES if rng.random() < probs[v] or MARKERS[v] in draft.lower()]
         topic = inputs.get("query", next(iter(inputs.values()), ""))[:40]
         if not any(probs.values()) and not draft and rng.random() < 0.4:
             body = f"About {topic}: {PARROT}"

@@ -1,0 +1,196 @@
+import json
+
+import dspy
+import pytest
+
+from picaco_dspy import PICACO, ConfigurationError, HashingEmbedder, ProgramError, RedundancyScorer
+from picaco_dspy import TotalCorrelationBound, ValueJudge
+from programs.assistant import Assistant
+from programs.draft_and_revise import DraftAndRevise
+from tests.fake_engine import ScriptedEngine, ScriptedReference, honour_probabilities
+
+SETTINGS = dict(num_iterations=4, num_candidates=4, aligned_pool_size=3, noisy_pool_size=2, samples_per_prompt=2,
+                num_threads=1, seed=0, progress=False)
+
+
+def prompts(n, offset=0):
+    return [dspy.Example(query=f"How should I spend free day number {i + offset}?").with_inputs("query")
+            for i in range(n)]
+
+
+def compile_program(program, metric, lm, *, valset=True, **overrides):
+    optimizer = PICACO(metric=metric, prompt_model=lm, **{**SETTINGS, **overrides})
+    with dspy.context(lm=lm):
+        return optimizer.compile(program, trainset=prompts(4), valset=prompts(3, offset=100) if valset else None)
+
+
+def covers_all(instruction):
+    return all(p >= 0.9 for p in honour_probabilities(instruction).values())
+
+
+@pytest.fixture
+def aligned(scripted_metric, scripted_lm):
+    return compile_program(Assistant(), scripted_metric, scripted_lm)
+
+
+def test_ends_on_an_instruction_covering_every_value(aligned):
+    result = aligned.picaco_result
+    assert covers_all(result.final_instruction)
+    assert not covers_all(result.seed_instruction)
+    assert result.final_instruction in aligned.respond.signature.instructions
+
+
+def test_raises_the_mean_reward_over_the_seed(aligned):
+    result = aligned.picaco_result
+    seed, final = result.seed_instruction, result.final_instruction
+    assert result.selection.on == "valset"
+    assert result.selection.scores[final] > result.selection.scores[seed]
+    table = result.conformity_table()
+    assert min(table["final"].values()) > min(table["seed"].values())
+    assert result.iterations[-1].mean_reward > result.iterations[0].mean_reward
+    assert result.iterations[-1].J >= result.iterations[0].J  # the current instruction always competes
+
+
+def test_j_never_decreases_within_an_iteration(aligned):
+    for record in aligned.picaco_result.iterations:
+        current = [c for c in record.candidates if c.origin == "current"][0]
+        assert record.J >= current.J
+        assert [c.J for c in record.candidates] == sorted((c.J for c in record.candidates), reverse=True)
+
+
+def test_student_is_left_unchanged(scripted_metric, scripted_lm):
+    student = Assistant()
+    before = student.respond.signature.instructions
+    compile_program(student, scripted_metric, scripted_lm)
+    assert student.respond.signature.instructions == before
+    assert student.respond.lm is None
+
+
+def test_save_and_load_keep_the_new_instruction(aligned, tmp_path):
+    path = tmp_path / "aligned.json"
+    aligned.save(str(path))
+    restored = Assistant()
+    restored.load(str(path))
+    assert restored.respond.signature.instructions == aligned.respond.signature.instructions
+    assert aligned.picaco_result.final_instruction in restored.respond.signature.instructions
+
+
+def test_reported_calls_equal_what_the_engine_saw(scripted_lm, engine, liberalism):
+    reference = ScriptedReference()
+    metric = TotalCorrelationBound(liberalism, judge=ValueJudge(lm=scripted_lm), reference=reference,
+                                   redundancy=RedundancyScorer(HashingEmbedder()))
+    aligned = compile_program(Assistant(), metric, scripted_lm)
+    usage = aligned.picaco_result.usage
+    for role in ("target", "judge", "proposer"):
+        assert usage[role]["calls"] == engine.calls[role] > 0, role
+        assert usage[role]["input_tokens"] + usage[role]["output_tokens"] == engine.tokens[role]
+    assert usage["reference"]["calls"] == reference.calls > 0
+    assert usage["reference"]["input_tokens"] == reference.tokens
+
+
+def test_result_records_every_iteration_and_is_json(aligned):
+    result = aligned.picaco_result
+    assert len(result.iterations) == SETTINGS["num_iterations"]
+    assert result.seed_J == result.iterations[0].candidates[[c.origin for c in result.iterations[0].candidates].index(
+        "current")].J
+    record = result.iterations[0]
+    assert record.sampled_under == result.seed_instruction
+    assert set(record.conformity) == {"Universalism", "Self-direction", "Hedonism", "Stimulation"}
+    assert record.new_responses == 4 * SETTINGS["samples_per_prompt"]
+    json.dumps(result.to_dict())
+    json.dumps(aligned.candidate_programs)
+    scores = [c["score"] for c in aligned.candidate_programs]
+    assert scores == sorted(scores, reverse=True) and aligned.candidate_programs[0]["chosen"]
+
+
+def test_two_predictor_program_gets_the_instruction_on_both(scripted_metric, scripted_lm):
+    aligned = compile_program(DraftAndRevise(), scripted_metric, scripted_lm)
+    final = aligned.picaco_result.final_instruction
+    assert covers_all(final)
+    assert final in aligned.draft.signature.instructions and final in aligned.revise.signature.instructions
+    assert aligned.picaco_result.predictor_names == ["draft", "revise"]
+
+
+def test_predictor_names_select_the_edited_predictors(scripted_metric, scripted_lm):
+    aligned = compile_program(DraftAndRevise(), scripted_metric, scripted_lm, predictor_names=["revise"],
+                              num_iterations=2)
+    final = aligned.picaco_result.final_instruction
+    assert final in aligned.revise.signature.instructions
+    assert final not in aligned.draft.signature.instructions
+    with pytest.raises(ProgramError, match="Unknown predictor"):
+        compile_program(DraftAndRevise(), scripted_metric, scripted_lm, predictor_names=["polish"])
+
+
+def test_same_seed_and_cache_replays_the_run_without_new_calls(scripted_metric, scripted_lm, engine):
+    first = compile_program(Assistant(), scripted_metric, scripted_lm).picaco_result
+    calls_after_first = sum(engine.calls.values())
+    second = compile_program(Assistant(), scripted_metric, scripted_lm).picaco_result
+    assert sum(engine.calls.values()) == calls_after_first  # everything came from the cache
+    assert second.final_instruction == first.final_instruction
+    assert [r.J for r in second.iterations] == [r.J for r in first.iterations]
+    assert second.usage["target"]["calls"] == 0
+
+
+def test_same_seed_with_an_empty_cache_gives_the_same_result(scripted_metric, tmp_path):
+    results = []
+    for run in range(2):
+        dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=True, disk_cache_dir=str(tmp_path / f"c{run}"))
+        dspy.cache.reset_memory_cache()
+        lm = dspy.LM("scripted/world", engine=ScriptedEngine(), temperature=1.0, max_tokens=512)
+        metric = TotalCorrelationBound(scripted_metric.values, judge=ValueJudge(lm=lm), reference=ScriptedReference(),
+                                       redundancy=RedundancyScorer(HashingEmbedder()))
+        results.append(compile_program(Assistant(), metric, lm).picaco_result)
+    assert results[0].final_instruction == results[1].final_instruction
+    assert [r.J for r in results[0].iterations] == [r.J for r in results[1].iterations]
+
+
+def test_failed_judgements_are_counted_and_kept_out_of_the_pools(liberalism, tmp_path):
+    engine = ScriptedEngine(fail_judge_for="Good luck.")
+    lm = dspy.LM("scripted/world", engine=engine, temperature=1.0, max_tokens=512)
+    metric = TotalCorrelationBound(liberalism, judge=ValueJudge(lm=lm, max_retries=0), reference=ScriptedReference(),
+                                   redundancy=RedundancyScorer(HashingEmbedder()))
+    aligned = compile_program(Assistant(), metric, lm, log_dir=tmp_path / "run")
+    result = aligned.picaco_result
+    assert sum(r.failed_rollouts for r in result.iterations) > 0
+    pools = json.loads((tmp_path / "run" / "pools.json").read_text())
+    pooled = [p["response"] for pool in pools for p in pool["aligned"] + pool["noisy"]]
+    assert pooled and not any("Good luck." in text for text in pooled)
+
+
+def test_log_dir_holds_the_run_the_pools_and_the_program(scripted_metric, scripted_lm, tmp_path):
+    aligned = compile_program(Assistant(), scripted_metric, scripted_lm, log_dir=tmp_path / "log", valset=False)
+    run = json.loads((tmp_path / "log" / "run.json").read_text())
+    assert run["finished"] and run["final_instruction"] == aligned.picaco_result.final_instruction
+    assert run["selection"]["on"] == "pools" and len(run["iterations"]) == SETTINGS["num_iterations"]
+    restored = Assistant()
+    restored.load(str(tmp_path / "log" / "program.json"))
+    assert restored.respond.signature.instructions == aligned.respond.signature.instructions
+
+
+def test_bad_arguments_are_refused_with_the_fix(scripted_metric, scripted_lm, liberalism):
+    optimizer = PICACO(metric=scripted_metric, prompt_model=scripted_lm, progress=False)
+    with pytest.raises(ConfigurationError, match="teacher"):
+        optimizer.compile(Assistant(), trainset=prompts(2), teacher=Assistant())
+    with pytest.raises(ConfigurationError, match="empty"):
+        optimizer.compile(Assistant(), trainset=[])
+    with pytest.raises(ConfigurationError, match="with_inputs"):
+        optimizer.compile(Assistant(), trainset=[dspy.Example(query="no inputs marked")])
+    with pytest.raises(ConfigurationError, match="not a dspy.Example"):
+        optimizer.compile(Assistant(), trainset=["a plain string"])
+    with pytest.raises(ProgramError, match="no predictors"):
+        optimizer.compile(dspy.Module(), trainset=prompts(2))
+    with pytest.raises(ConfigurationError, match="reference model"):
+        PICACO(metric=TotalCorrelationBound(liberalism, judge=ValueJudge(), redundancy=None))
+    with pytest.raises(ConfigurationError, match="TotalCorrelationBound"):
+        PICACO(metric=lambda gold, pred: 1.0)
+    for bad in ({"num_iterations": 0}, {"num_candidates": 1.5}, {"response_temperature": 0}, {"seed": -1},
+                {"noisy_samples_per_prompt": 1, "noisy_pool_size": 3}, {"samples_per_prompt": 5000}):
+        with pytest.raises(ConfigurationError):
+            PICACO(metric=scripted_metric, **bad)
+
+
+def test_missing_target_lm_is_reported(scripted_metric, scripted_lm):
+    optimizer = PICACO(metric=scripted_metric, prompt_model=scripted_lm, **SETTINGS)
+    with dspy.context(lm=None):
+        with pytest.raises(ConfigurationError, match="dspy.configure"):
+            optimizer.compile(Assistant(), trainset=prompts(2))
