@@ -74,14 +74,14 @@ class TransformersEngine:
         with self._lock:
             self._served[key] += 1
             generator = torch.Generator().manual_seed(int(key[:12], 16) + self._served[key])
-            tokens, logprobs = _generate(model, tokenizer, prompt_ids, temperature=temperature, top_p=config.top_p,
-                                         max_new_tokens=max_new, generator=generator,
-                                         top_alternatives=top_k_alternatives)
+            tokens, logprobs, stopped = _generate(model, tokenizer, prompt_ids, temperature=temperature,
+                                                  top_p=config.top_p, max_new_tokens=max_new, generator=generator,
+                                                  top_alternatives=top_k_alternatives, stop=tuple(config.stop or ()))
         text = tokenizer.decode(tokens, skip_special_tokens=True)
-        finish = "length" if len(tokens) >= max_new else "stop"
         for stop in config.stop or ():
             if stop and stop in text:
-                text, finish = text[: text.index(stop)], "stop"
+                text = text[: text.index(stop)]
+        finish = "stop" if stopped else "length"
         token_logprobs = None
         if top_k_alternatives is not None:
             token_logprobs = tuple(
@@ -118,8 +118,13 @@ def _chat_messages(request: Any) -> list[dict[str, str]]:
     return chat
 
 
-def _generate(model, tokenizer, prompt_ids, *, temperature, top_p, max_new_tokens, generator, top_alternatives):
-    """Token-by-token sampling with a key/value cache; returns generated ids and per-token log-probabilities."""
+def _generate(model, tokenizer, prompt_ids, *, temperature, top_p, max_new_tokens, generator, top_alternatives,
+              stop=()):
+    """Token-by-token sampling with a key/value cache.
+
+    Returns:
+        ``(generated ids, per-token log-probabilities, stopped)``; ``stopped`` is False when the token limit ended it.
+    """
     import torch
 
     from picaco_dspy.reference import _cache_argument, _output_cache
@@ -144,7 +149,7 @@ def _generate(model, tokenizer, prompt_ids, *, temperature, top_p, max_new_token
             else:
                 token = int(torch.argmax(logits))
             if token in stop_ids:
-                break
+                return generated, logprobs, True
             generated.append(token)
             if top_alternatives is not None:
                 k = max(int(top_alternatives), 0)
@@ -153,5 +158,7 @@ def _generate(model, tokenizer, prompt_ids, *, temperature, top_p, max_new_token
                     values, indices = log_p.topk(k)
                     alts = [(int(i), float(v)) for v, i in zip(values, indices) if math.isfinite(float(v))]
                 logprobs.append((token, float(log_p[token]), alts))
+            if stop and any(s in tokenizer.decode(generated[-16:], skip_special_tokens=True) for s in stop if s):
+                return generated, logprobs, True
             out = model(torch.tensor([[token]], device=device), use_cache=True, **{cache_arg: _output_cache(out)})
-    return generated, logprobs
+    return generated, logprobs, False
