@@ -56,8 +56,13 @@ class ResponseScore:
     score: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"conformity": self.conformity, "probabilities": self.probabilities, "redundancy": self.redundancy,
-                "reward": self.reward, "score": self.score}
+        return {
+            "conformity": self.conformity,
+            "probabilities": self.probabilities,
+            "redundancy": self.redundancy,
+            "reward": self.reward,
+            "score": self.score,
+        }
 
 
 @dataclass(frozen=True)
@@ -181,8 +186,13 @@ class TotalCorrelationBound:
         if self.redundancy is None:
             redundancy = None
         reward = self.reward(judgement.probabilities, redundancy)
-        return ResponseScore(dict(judgement.conformity), dict(judgement.probabilities),
-                             Q_PHI_RANGE[0] if redundancy is None else float(redundancy), reward, self.normalise(reward))
+        return ResponseScore(
+            dict(judgement.conformity),
+            dict(judgement.probabilities),
+            Q_PHI_RANGE[0] if redundancy is None else float(redundancy),
+            reward,
+            self.normalise(reward),
+        )
 
     def redundancy_of(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float | None]:
         """``q_phi`` of each response (None for every response when the term is off)."""
@@ -196,8 +206,9 @@ class TotalCorrelationBound:
         return self.score_judged(judgement, self.redundancy_of([prompt], [response])[0])
 
     # ------------------------------------------------------------------ DSPy metric
-    def __call__(self, gold: Any, pred: Any, trace: Any = None, pred_name: str | None = None,
-                 pred_trace: Any = None) -> dspy.Prediction | bool:
+    def __call__(
+        self, gold: Any, pred: Any, trace: Any = None, pred_name: str | None = None, pred_trace: Any = None
+    ) -> dspy.Prediction | bool:
         """DSPy metric: ``Prediction(score in [0, 1], feedback, objective_scores={value: conformity 1-5})``.
 
         Raises:
@@ -208,8 +219,9 @@ class TotalCorrelationBound:
         scored = self.score_response(prompt, response)
         if trace is not None:
             return scored.score >= self.success_threshold
-        return dspy.Prediction(score=scored.score, feedback=self.feedback(scored),
-                               objective_scores=dict(scored.conformity))
+        return dspy.Prediction(
+            score=scored.score, feedback=self.feedback(scored), objective_scores=dict(scored.conformity)
+        )
 
     def feedback(self, scored: ResponseScore) -> str:
         """Readable feedback for reflective optimisers (GEPA): weak values first, then parroting."""
@@ -217,20 +229,30 @@ class TotalCorrelationBound:
         parts = ["Per-value conformity (1-5): " + ", ".join(f"{n} {c:.1f}" for n, c in self.values_in_order(scored))]
         weak = [n for n, c in ranked if c < 4]
         if weak:
-            parts.append("Neglected or weak values: " + ", ".join(weak) + ". Make the response act on them in substance.")
+            parts.append(
+                "Neglected or weak values: " + ", ".join(weak) + ". Make the response act on them in substance."
+            )
         else:
             parts.append("Every value is reflected well.")
         if self.redundancy is not None and scored.redundancy > 0.8:
-            parts.append(f"The response parrots the value descriptions (similarity {scored.redundancy:.2f}); "
-                         "act on the values instead of naming them.")
+            parts.append(
+                f"The response parrots the value descriptions (similarity {scored.redundancy:.2f}); "
+                "act on the values instead of naming them."
+            )
         return " ".join(parts)
 
     def values_in_order(self, scored: ResponseScore) -> list[tuple[str, float]]:
         return [(n, scored.conformity[n]) for n in self.values.names]
 
     # ------------------------------------------------------------------ instruction score
-    def instruction_score(self, instruction: str, pools: Sequence[tuple[str, Sequence[PoolItem]]], *,
-                          bare_instruction: str | None = None, usage: UsageMeter | None = None) -> InstructionScore:
+    def instruction_score(
+        self,
+        instruction: str,
+        pools: Sequence[tuple[str, Sequence[PoolItem]]],
+        *,
+        bare_instruction: str | None = None,
+        usage: UsageMeter | None = None,
+    ) -> InstructionScore:
         """``J(e)`` of the system text ``instruction`` over ``pools`` = [(prompt, pool items)].
 
         Raises:
@@ -252,7 +274,7 @@ class TotalCorrelationBound:
             means = [m - b.mean for m, b in zip(means, self.reference.score(bare, usage))]
         per_prompt, weights, offset = [], [], 0
         for _, items in pools:
-            logits = np.asarray(means[offset:offset + len(items)], dtype=np.float64) / self.weight_temperature
+            logits = np.asarray(means[offset : offset + len(items)], dtype=np.float64) / self.weight_temperature
             offset += len(items)
             pi = np.exp(logits - logits.max())
             pi /= pi.sum()

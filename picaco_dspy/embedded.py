@@ -33,9 +33,14 @@ def embedded_judge(*, model: str = EMBEDDED_MODEL) -> ValueJudge:
     return ValueJudge(lm=lm, mode="per_value", scale="yes_no", use_logprobs=True, adapter=PlainTextAdapter())
 
 
-def embedded_metric(values: ValueSet | str, *, max_response_tokens: int = 128, model: str = EMBEDDED_MODEL,
-                    **metric_kwargs: Any) -> TotalCorrelationBound:
+def embedded_metric(
+    values: ValueSet | str, *, max_response_tokens: int = 128, model: str = EMBEDDED_MODEL, **metric_kwargs: Any
+) -> TotalCorrelationBound:
     """``TotalCorrelationBound`` with the embedded judge, the embedded reference model and bundled MiniLM embeddings."""
-    return TotalCorrelationBound(values, judge=embedded_judge(model=model),
-                                 reference=ReferenceModel(model, max_response_tokens=max_response_tokens),
-                                 redundancy="embedded", **metric_kwargs)
+    return TotalCorrelationBound(
+        values,
+        judge=embedded_judge(model=model),
+        reference=ReferenceModel(model, max_response_tokens=max_response_tokens),
+        redundancy="embedded",
+        **metric_kwargs,
+    )

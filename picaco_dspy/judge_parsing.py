@@ -87,7 +87,9 @@ def parse_ratings(text: str, value_names: Sequence[str]) -> dict[str, ParsedScor
         if not math.isfinite(score) or not SCORE_MIN <= score <= SCORE_MAX:
             raise JudgementParseError(f"the rating of {name!r} is {raw_score!r}, outside {SCORE_MIN}-{SCORE_MAX}")
         if name in found and found[name].score != score:
-            raise JudgementParseError(f"{name!r} is rated twice with different scores ({found[name].score:g}, {score:g})")
+            raise JudgementParseError(
+                f"{name!r} is rated twice with different scores ({found[name].score:g}, {score:g})"
+            )
         found.setdefault(name, ParsedScore(score, start))
 
     for obj, offset in _json_objects(text):

@@ -33,8 +33,14 @@ class TransformersEngine:
         default_max_tokens: New-token limit when the request sets none.
     """
 
-    def __init__(self, model: str = EMBEDDED_MODEL, *, device: str | None = None, dtype: str = "float32",
-                 default_max_tokens: int = 256) -> None:
+    def __init__(
+        self,
+        model: str = EMBEDDED_MODEL,
+        *,
+        device: str | None = None,
+        dtype: str = "float32",
+        default_max_tokens: int = 256,
+    ) -> None:
         self.model = model
         self.device = device
         self.dtype = dtype
@@ -47,8 +53,12 @@ class TransformersEngine:
         return self
 
     def dump_state(self) -> dict[str, Any]:
-        return {"model": self.model, "device": self.device, "dtype": self.dtype,
-                "default_max_tokens": self.default_max_tokens}
+        return {
+            "model": self.model,
+            "device": self.device,
+            "dtype": self.dtype,
+            "default_max_tokens": self.default_max_tokens,
+        }
 
     @classmethod
     def load_state(cls, state: dict[str, Any]) -> TransformersEngine:
@@ -74,9 +84,17 @@ class TransformersEngine:
         with self._lock:
             self._served[key] += 1
             generator = torch.Generator().manual_seed(int(key[:12], 16) + self._served[key])
-            tokens, logprobs, stopped = _generate(model, tokenizer, prompt_ids, temperature=temperature,
-                                                  top_p=config.top_p, max_new_tokens=max_new, generator=generator,
-                                                  top_alternatives=top_k_alternatives, stop=tuple(config.stop or ()))
+            tokens, logprobs, stopped = _generate(
+                model,
+                tokenizer,
+                prompt_ids,
+                temperature=temperature,
+                top_p=config.top_p,
+                max_new_tokens=max_new,
+                generator=generator,
+                top_alternatives=top_k_alternatives,
+                stop=tuple(config.stop or ()),
+            )
         text = tokenizer.decode(tokens, skip_special_tokens=True)
         for stop in config.stop or ():
             if stop and stop in text:
@@ -85,26 +103,46 @@ class TransformersEngine:
         token_logprobs = None
         if top_k_alternatives is not None:
             token_logprobs = tuple(
-                TokenLogprob(token=tokenizer.decode([tok]), logprob=lp,
-                             top=tuple(TopLogprob(token=tokenizer.decode([alt]), logprob=alp) for alt, alp in alts))
+                TokenLogprob(
+                    token=tokenizer.decode([tok]),
+                    logprob=lp,
+                    top=tuple(TopLogprob(token=tokenizer.decode([alt]), logprob=alp) for alt, alp in alts),
+                )
                 for tok, lp, alts in logprobs
             )
-        return Response(id=None, model=f"local/{self.model}", message=Message.assistant([TextPart(text)]),
-                        finish_reason=finish, logprobs=token_logprobs,
-                        usage=Usage(input_tokens=len(prompt_ids), output_tokens=len(tokens),
-                                    total_tokens=len(prompt_ids) + len(tokens)))
+        return Response(
+            id=None,
+            model=f"local/{self.model}",
+            message=Message.assistant([TextPart(text)]),
+            finish_reason=finish,
+            logprobs=token_logprobs,
+            usage=Usage(
+                input_tokens=len(prompt_ids), output_tokens=len(tokens), total_tokens=len(prompt_ids) + len(tokens)
+            ),
+        )
 
 
-def local_lm(model: str = EMBEDDED_MODEL, *, temperature: float = 0.0, max_tokens: int = 256,
-             device: str | None = None, **kwargs: Any) -> dspy.LM:
+def local_lm(
+    model: str = EMBEDDED_MODEL,
+    *,
+    temperature: float = 0.0,
+    max_tokens: int = 256,
+    device: str | None = None,
+    **kwargs: Any,
+) -> dspy.LM:
     """A ``dspy.LM`` backed by :class:`TransformersEngine` (the embedded SmolLM2 model by default).
 
     Small local models cannot follow DSPy's field-marker formats: use them with
     :class:`~picaco_dspy.adapters.PlainTextAdapter` for single-output signatures.
     """
     name = EMBEDDED_NAME if model == EMBEDDED_MODEL else model.rstrip("/").split("/")[-1]
-    return dspy.LM(f"local/{name}", engine=TransformersEngine(model, device=device), temperature=temperature,
-                   max_tokens=max_tokens, **kwargs)
+    return dspy.LM(
+        f"local/{name}",
+        engine=TransformersEngine(model, device=device),
+        temperature=temperature,
+        max_tokens=max_tokens,
+        **kwargs,
+    )
 
 
 def _chat_messages(request: Any) -> list[dict[str, str]]:
@@ -118,8 +156,9 @@ def _chat_messages(request: Any) -> list[dict[str, str]]:
     return chat
 
 
-def _generate(model, tokenizer, prompt_ids, *, temperature, top_p, max_new_tokens, generator, top_alternatives,
-              stop=()):
+def _generate(
+    model, tokenizer, prompt_ids, *, temperature, top_p, max_new_tokens, generator, top_alternatives, stop=()
+):
     """Token-by-token sampling with a key/value cache.
 
     Returns:
@@ -130,7 +169,9 @@ def _generate(model, tokenizer, prompt_ids, *, temperature, top_p, max_new_token
     from picaco_dspy.reference import _cache_argument, _output_cache
 
     device = next(model.parameters()).device
-    stop_ids = {i for i in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")) if isinstance(i, int)}
+    stop_ids = {
+        i for i in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")) if isinstance(i, int)
+    }
     cache_arg = _cache_argument(model)
     generated: list[int] = []
     logprobs: list[tuple[int, float, list[tuple[int, float]]]] = []

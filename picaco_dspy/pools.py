@@ -40,14 +40,26 @@ class PooledResponse:
         return self.score.reward
 
     def to_dict(self) -> dict[str, Any]:
-        return {"response": self.response, "iteration": self.iteration, "rollout_id": self.rollout_id,
-                "instruction": self.instruction, **self.score.to_dict()}
+        return {
+            "response": self.response,
+            "iteration": self.iteration,
+            "rollout_id": self.rollout_id,
+            "instruction": self.instruction,
+            **self.score.to_dict(),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PooledResponse:
-        score = ResponseScore(dict(data["conformity"]), dict(data["probabilities"]), float(data["redundancy"]),
-                              float(data["reward"]), float(data["score"]))
-        return cls(data["response"], score, int(data["iteration"]), int(data["rollout_id"]), data.get("instruction", ""))
+        score = ResponseScore(
+            dict(data["conformity"]),
+            dict(data["probabilities"]),
+            float(data["redundancy"]),
+            float(data["reward"]),
+            float(data["score"]),
+        )
+        return cls(
+            data["response"], score, int(data["iteration"]), int(data["rollout_id"]), data.get("instruction", "")
+        )
 
 
 @dataclass
@@ -93,8 +105,12 @@ class PromptPool:
         return [PoolItem(p.response, p.reward) for p in pooled]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"prompt": self.prompt, "inputs": self.inputs, "aligned": [p.to_dict() for p in self.aligned],
-                "noisy": [p.to_dict() for p in self.noisy]}
+        return {
+            "prompt": self.prompt,
+            "inputs": self.inputs,
+            "aligned": [p.to_dict() for p in self.aligned],
+            "noisy": [p.to_dict() for p in self.noisy],
+        }
 
 
 def _dedupe(responses: Sequence[PooledResponse]) -> list[PooledResponse]:

@@ -31,7 +31,8 @@ def target_predictors(program: dspy.Module, names: Sequence[str] | None) -> list
     if not available:
         raise ProgramError(
             f"{type(program).__name__} has no predictors (named_predictors() is empty). Give it a dspy.Predict or "
-            "ChainOfThought attribute; a sub-module compiled by another optimiser hides its predictors (_compiled=True)."
+            "ChainOfThought attribute; a sub-module compiled by another optimiser hides its predictors "
+            "(_compiled=True)."
         )
     if names is None:
         return available
@@ -56,9 +57,15 @@ def compose(own: str, meta_instruction: str) -> str:
     return f"{own.rstrip()}{SEPARATOR}{meta_instruction.strip()}" if own.strip() else meta_instruction.strip()
 
 
-def with_meta_instruction(program: dspy.Module, own: dict[str, str], meta_instruction: str, *,
-                          rollout_id: int | None = None, temperature: float | None = None,
-                          fallback_lm: dspy.BaseLM | None = None) -> dspy.Module:
+def with_meta_instruction(
+    program: dspy.Module,
+    own: dict[str, str],
+    meta_instruction: str,
+    *,
+    rollout_id: int | None = None,
+    temperature: float | None = None,
+    fallback_lm: dspy.BaseLM | None = None,
+) -> dspy.Module:
     """A deep copy of ``program`` whose target predictors carry ``own[name] + meta_instruction``.
 
     Signatures are replaced through ``with_instructions`` (assigning ``signature.instructions`` would edit the shared

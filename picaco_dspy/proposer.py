@@ -40,8 +40,14 @@ class InstructionProposer(dspy.Module):
         max_instruction_chars: Longer proposals are cut.
     """
 
-    def __init__(self, lm: dspy.BaseLM | None = None, *, max_examples: int = 3, max_example_chars: int = 600,
-                 max_instruction_chars: int = 4000) -> None:
+    def __init__(
+        self,
+        lm: dspy.BaseLM | None = None,
+        *,
+        max_examples: int = 3,
+        max_example_chars: int = 600,
+        max_instruction_chars: int = 4000,
+    ) -> None:
         super().__init__()
         self.lm = lm
         self.max_examples = max_examples
@@ -49,9 +55,17 @@ class InstructionProposer(dspy.Module):
         self.max_instruction_chars = max_instruction_chars
         self.propose_one = dspy.Predict(ProposeValueInstruction)
 
-    def forward(self, values: ValueSet, current: str, history: Sequence[tuple[str, float]],
-                pooled: Sequence[tuple[str, PooledResponse]], *, num_candidates: int, temperature: float,
-                rollout_base: int) -> tuple[list[str], list[str]]:
+    def forward(
+        self,
+        values: ValueSet,
+        current: str,
+        history: Sequence[tuple[str, float]],
+        pooled: Sequence[tuple[str, PooledResponse]],
+        *,
+        num_candidates: int,
+        temperature: float,
+        rollout_base: int,
+    ) -> tuple[list[str], list[str]]:
         """Propose ``num_candidates`` instructions.
 
         Returns:
@@ -69,7 +83,7 @@ class InstructionProposer(dspy.Module):
         """
         ranked = sorted(pooled, key=lambda pr: (-pr[1].reward, pr[1].iteration, pr[1].rollout_id))
         strong = ranked[: self.max_examples]
-        weak = list(reversed(ranked[len(strong):]))[: self.max_examples]
+        weak = list(reversed(ranked[len(strong) :]))[: self.max_examples]
         inputs = {
             "values": values.observation_text(),
             "current_instruction": current,
@@ -101,8 +115,10 @@ class InstructionProposer(dspy.Module):
         blocks = []
         for prompt, item in pooled:
             scores = ", ".join(f"{n} {c:.1f}" for n, c in item.score.conformity.items())
-            blocks.append(f"Request: {prompt[:300]}\nResponse: {item.response[: self.max_example_chars]}\n"
-                          f"Conformity: {scores}; parroting {item.score.redundancy:.2f}")
+            blocks.append(
+                f"Request: {prompt[:300]}\nResponse: {item.response[: self.max_example_chars]}\n"
+                f"Conformity: {scores}; parroting {item.score.redundancy:.2f}"
+            )
         return "\n\n".join(blocks)
 
 

@@ -66,8 +66,9 @@ class TransformersEmbedder(_CachedEmbedder):
         max_length: Tokens kept per text.
     """
 
-    def __init__(self, model: str = "embedded", *, device: str | None = None, batch_size: int = 32,
-                 max_length: int = 256) -> None:
+    def __init__(
+        self, model: str = "embedded", *, device: str | None = None, batch_size: int = 32, max_length: int = 256
+    ) -> None:
         super().__init__()
         self.model_name = model
         self.path = embedded_embedding_model_path() if model == "embedded" else model
@@ -96,8 +97,13 @@ class TransformersEmbedder(_CachedEmbedder):
         self._load()
         rows = []
         for start in range(0, len(texts), self.batch_size):
-            batch = self._tokenizer(texts[start:start + self.batch_size], padding=True, truncation=True,
-                                    max_length=self.max_length, return_tensors="pt").to(self.device)
+            batch = self._tokenizer(
+                texts[start : start + self.batch_size],
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            ).to(self.device)
             with torch.inference_mode():
                 hidden = self._model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
@@ -151,7 +157,9 @@ class RedundancyScorer:
         self.embedder = resolve_embedder(embedder)
         self.include_prompt = include_prompt
 
-    def similarity(self, observation: str, responses: Sequence[str], prompts: Sequence[str] | None = None) -> np.ndarray:
+    def similarity(
+        self, observation: str, responses: Sequence[str], prompts: Sequence[str] | None = None
+    ) -> np.ndarray:
         """Cosine similarity between ``s`` and each response."""
         if self.include_prompt:
             if prompts is None or len(prompts) != len(responses):
@@ -164,8 +172,9 @@ class RedundancyScorer:
         vectors = self.embedder.embed([observation, *texts])
         return np.clip(vectors[1:] @ vectors[0], -1.0, 1.0)
 
-    def probability(self, observation: str, responses: Sequence[str],
-                    prompts: Sequence[str] | None = None) -> np.ndarray:
+    def probability(
+        self, observation: str, responses: Sequence[str], prompts: Sequence[str] | None = None
+    ) -> np.ndarray:
         """``q_phi`` in [0.5, 1] for each response."""
         return similarity_to_probability(self.similarity(observation, responses, prompts))
 

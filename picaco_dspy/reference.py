@@ -55,8 +55,9 @@ class ResponseLikelihood:
 class LikelihoodScorer(Protocol):
     """What PICACO needs from a reference model (tests plug in scripted scorers)."""
 
-    def score(self, requests: Sequence[LikelihoodRequest], usage: UsageMeter | None = None) -> list[ResponseLikelihood]:
-        ...
+    def score(
+        self, requests: Sequence[LikelihoodRequest], usage: UsageMeter | None = None
+    ) -> list[ResponseLikelihood]: ...
 
 
 class ReferenceModel:
@@ -95,7 +96,9 @@ class ReferenceModel:
         if not isinstance(max_response_tokens, int) or max_response_tokens < 1:
             raise ConfigurationError(f"max_response_tokens must be a positive integer, got {max_response_tokens!r}.")
         if not isinstance(model, str) and tokenizer is None:
-            raise ConfigurationError("A model passed as an object needs its tokenizer: ReferenceModel(model, tokenizer=tok).")
+            raise ConfigurationError(
+                "A model passed as an object needs its tokenizer: ReferenceModel(model, tokenizer=tok)."
+            )
         self.model_name = model if isinstance(model, str) else type(model).__name__
         self._model = None if isinstance(model, str) else model
         self._tokenizer = tokenizer
@@ -178,7 +181,7 @@ class ReferenceModel:
                 prefix_cache, last_logits = _output_cache(out), out.logits[0, -1].float()
                 tokens_run += len(prefix)
             for start in range(0, len(bodies), self.batch_size):
-                batch = bodies[start:start + self.batch_size]
+                batch = bodies[start : start + self.batch_size]
                 if self.share_prefix:
                     results += self._score_with_cache(batch, len(prefix), prefix_cache, last_logits, device)
                     tokens_run += sum(len(b) for b in batch)
@@ -198,8 +201,9 @@ class ReferenceModel:
         if len(batch) > 1:
             cache.batch_repeat_interleave(len(batch))
         attention = torch.cat([torch.ones(len(batch), prefix_len, dtype=mask.dtype, device=device), mask], dim=1)
-        logits = self._model(input_ids=ids, attention_mask=attention, use_cache=True,
-                             **{_cache_argument(self._model): cache}).logits
+        logits = self._model(
+            input_ids=ids, attention_mask=attention, use_cache=True, **{_cache_argument(self._model): cache}
+        ).logits
         # the first response token is predicted by the prefix's last position, the others by the response itself
         predicting = torch.cat([last_logits.expand(len(batch), 1, -1), logits[:, :-1].float()], dim=1)
         return _sum_logprobs(predicting, ids, mask)
@@ -213,9 +217,9 @@ class ReferenceModel:
         ids = torch.tensor(rows, device=device)
         attention = torch.tensor([[1] * (len(prefix) + len(b)) + [0] * (width - len(b)) for b in batch], device=device)
         logits = self._model(input_ids=ids, attention_mask=attention).logits.float()
-        predicting = logits[:, len(prefix) - 1:-1]
-        targets = ids[:, len(prefix):]
-        return _sum_logprobs(predicting, targets, attention[:, len(prefix):])
+        predicting = logits[:, len(prefix) - 1 : -1]
+        targets = ids[:, len(prefix) :]
+        return _sum_logprobs(predicting, targets, attention[:, len(prefix) :])
 
 
 def _cache_argument(model) -> str:

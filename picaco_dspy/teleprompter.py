@@ -52,7 +52,8 @@ class PICACO(Teleprompter):
         final_candidates: How many of the best instructions compete in the final selection (the seed always does).
         num_threads: Parallel LM calls (None: DSPy's setting).
         seed: Seeds every rollout id, so the same seed with the same cache replays the same run.
-        log_dir: Where ``run.json`` and ``pools.json`` are written after every iteration, and ``program.json`` at the end.
+        log_dir: Where ``run.json`` and ``pools.json`` are written after every iteration, and ``program.json`` at
+            the end.
         progress: Show progress bars.
 
     Examples:
@@ -104,10 +105,14 @@ class PICACO(Teleprompter):
         _check_int("seed", seed, 0)
         if num_threads is not None:
             _check_int("num_threads", num_threads, 1)
-        for name, value in (("response_temperature", response_temperature),
-                            ("proposal_temperature", proposal_temperature)):
+        for name, value in (
+            ("response_temperature", response_temperature),
+            ("proposal_temperature", proposal_temperature),
+        ):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 2:
-                raise ConfigurationError(f"{name} must be in (0, 2] (distinct samples need a temperature > 0), got {value!r}.")
+                raise ConfigurationError(
+                    f"{name} must be in (0, 2] (distinct samples need a temperature > 0), got {value!r}."
+                )
         self.metric = metric
         self.prompt_model = prompt_model
         self.num_iterations = num_iterations
@@ -126,8 +131,14 @@ class PICACO(Teleprompter):
         self.progress = progress
 
     # ================================================================== compile
-    def compile(self, student: dspy.Module, *, trainset: Sequence[dspy.Example], teacher: Any = None,
-                valset: Sequence[dspy.Example] | None = None) -> dspy.Module:
+    def compile(
+        self,
+        student: dspy.Module,
+        *,
+        trainset: Sequence[dspy.Example],
+        teacher: Any = None,
+        valset: Sequence[dspy.Example] | None = None,
+    ) -> dspy.Module:
         """Return a copy of ``student`` whose answer-writing predictors carry the optimised meta-instruction.
 
         The returned program has ``picaco_result`` (:class:`PICACOResult`), ``candidate_programs`` (JSON-ready
@@ -163,15 +174,25 @@ class _Run:
         self.proposer = InstructionProposer(opt.prompt_model)
         self.seed_instruction = self.values.seed_instruction()
         self.result = PICACOResult(
-            values=self.values.to_dict(), predictor_names=self.targets, seed_instruction=self.seed_instruction,
-            config={k: (str(v) if isinstance(v, Path) else v) for k, v in opt.get_params().items()
-                    if isinstance(v, (int, float, str, bool, list, type(None), Path))},
+            values=self.values.to_dict(),
+            predictor_names=self.targets,
+            seed_instruction=self.seed_instruction,
+            config={
+                k: (str(v) if isinstance(v, Path) else v)
+                for k, v in opt.get_params().items()
+                if isinstance(v, (int, float, str, bool, list, type(None), Path))
+            },
         )
 
     # ------------------------------------------------------------------ main loop
     def execute(self, valset: list[dspy.Example] | None) -> dspy.Module:
-        logger.info("PICACO: %d prompts, %d values, predictors %s, %d iterations",
-                    len(self.pools), len(self.values), self.targets, self.opt.num_iterations)
+        logger.info(
+            "PICACO: %d prompts, %d values, predictors %s, %d iterations",
+            len(self.pools),
+            len(self.values),
+            self.targets,
+            self.opt.num_iterations,
+        )
         if self.opt.noisy_pool_size:
             self._build_noisy_pool()
         current = self.seed_instruction
@@ -187,9 +208,14 @@ class _Run:
                 self.result.seed_J = seed_rows[0].J if seed_rows else None
             self.result.iterations.append(record)
             history.extend((c.instruction, c.J) for c in reversed(candidates))
-            logger.info("Iteration %d/%d: J(e) = %.4f, mean r of new responses = %.4f, conformity %s",
-                        iteration, self.opt.num_iterations, record.J, record.mean_reward,
-                        _fmt_conformity(record.conformity))
+            logger.info(
+                "Iteration %d/%d: J(e) = %.4f, mean r of new responses = %.4f, conformity %s",
+                iteration,
+                self.opt.num_iterations,
+                record.J,
+                record.mean_reward,
+                _fmt_conformity(record.conformity),
+            )
             self._checkpoint()
         best = self._select_final(valset)
         return self._finish(best)
@@ -232,8 +258,12 @@ class _Run:
         kept = sum(len(p.noisy) for p in self.pools)
         if kept == 0:
             raise PicacoError("Every bare rollout or its judgement failed while building the noisy pool; see the log.")
-        self.result.noisy_pool = {"sampled": len(rollouts), "kept": kept, "failed": failed,
-                                  "mean_redundancy": float(np.mean([p.score.redundancy for pl in self.pools for p in pl.noisy]))}
+        self.result.noisy_pool = {
+            "sampled": len(rollouts),
+            "kept": kept,
+            "failed": failed,
+            "mean_redundancy": float(np.mean([p.score.redundancy for pl in self.pools for p in pl.noisy])),
+        }
         logger.info("Noisy pool: %d bare responses sampled, %d kept, %d failed", len(rollouts), kept, failed)
         self._checkpoint()
 
@@ -257,24 +287,37 @@ class _Run:
             pool.add_aligned(new.get(i, []), self.opt.aligned_pool_size)
         aligned = [p.reward for pool in self.pools for p in pool.aligned]
         return IterationRecord(
-            iteration=iteration, sampled_under=instruction, new_responses=len(fresh_scores), failed_rollouts=failed,
+            iteration=iteration,
+            sampled_under=instruction,
+            new_responses=len(fresh_scores),
+            failed_rollouts=failed,
             mean_reward=float(np.mean([s.reward for s in fresh_scores])),
             conformity=_mean_conformity(fresh_scores, self.values.names),
-            aligned_pool_mean_reward=float(np.mean(aligned)), candidates=[], instruction=instruction, J=float("nan"),
+            aligned_pool_mean_reward=float(np.mean(aligned)),
+            candidates=[],
+            instruction=instruction,
+            J=float("nan"),
         )
 
     # ------------------------------------------------------------------ Instruction Refinement
-    def _refine_instruction(self, iteration: int, current: str, history: list[tuple[str, float]]
-                            ) -> tuple[str, list[CandidateRecord], list[str]]:
+    def _refine_instruction(
+        self, iteration: int, current: str, history: list[tuple[str, float]]
+    ) -> tuple[str, list[CandidateRecord], list[str]]:
         pooled = [(pool.prompt, item) for pool in self.pools for item in pool.aligned]
         with self.meter.track("proposer"):
             proposals, failures = self.proposer(
-                self.values, current, history, pooled, num_candidates=self.opt.num_candidates,
+                self.values,
+                current,
+                history,
+                pooled,
+                num_candidates=self.opt.num_candidates,
                 temperature=self.opt.proposal_temperature,
                 rollout_base=self.opt.seed * 1_000_000 + iteration * 1_000,
             )
         candidates = [(current, "current")] + [(p, "proposed") for p in proposals if p != current]
-        records = [CandidateRecord(text, self._instruction_score(text), iteration, origin) for text, origin in candidates]
+        records = [
+            CandidateRecord(text, self._instruction_score(text), iteration, origin) for text, origin in candidates
+        ]
         # stable sort: on a tie the current instruction (listed first) stays
         records.sort(key=lambda c: -c.J)
         return records[0].instruction, records, failures
@@ -282,8 +325,9 @@ class _Run:
     def _instruction_score(self, instruction: str) -> float:
         system = compose(self.own[self.answer_predictor], instruction)
         pools = [(pool.prompt, pool.items(include_noisy=True)) for pool in self.pools]
-        return self.metric.instruction_score(system, pools, bare_instruction=self.own[self.answer_predictor],
-                                             usage=self.meter).value
+        return self.metric.instruction_score(
+            system, pools, bare_instruction=self.own[self.answer_predictor], usage=self.meter
+        ).value
 
     # ------------------------------------------------------------------ final selection
     def _select_final(self, valset: list[dspy.Example] | None) -> str:
@@ -298,8 +342,9 @@ class _Run:
             selection = SelectionRecord("valset")
             prompts = [prompt_text(ex, self.metric.prompt_field) for ex in valset]
             for text in contenders:
-                rollouts = self._rollouts(text, iteration=_SELECTION_ITERATION, samples=1,
-                                          inputs=[dict(ex.inputs()) for ex in valset])
+                rollouts = self._rollouts(
+                    text, iteration=_SELECTION_ITERATION, samples=1, inputs=[dict(ex.inputs()) for ex in valset]
+                )
                 ok = [(i, out) for (i, _), out in rollouts if not isinstance(out, Exception)]
                 scored = [s for s in self._score([(prompts[i], out) for i, out in ok]) if not isinstance(s, Exception)]
                 selection.failed[text] = len(valset) - len(scored)
@@ -321,27 +366,42 @@ class _Run:
         program.picaco_result = self.result
         program.score = selection.scores[best]
         program.candidate_programs = [
-            {"score": score, "instruction": text, "selected_on": selection.on, "chosen": text == best,
-             "instructions": {name: compose(self.own[name], text) for name in self.targets}}
+            {
+                "score": score,
+                "instruction": text,
+                "selected_on": selection.on,
+                "chosen": text == best,
+                "instructions": {name: compose(self.own[name], text) for name in self.targets},
+            }
             for text, score in sorted(selection.scores.items(), key=lambda kv: -kv[1])
         ]
         if self.opt.log_dir is not None:
             program.save(str(self.opt.log_dir / "program.json"))
         usage = self.result.usage
-        logger.info("PICACO finished in %.1f s; calls: target %d, judge %d, proposer %d; reference tokens %d",
-                    self.result.wall_seconds, usage["target"]["calls"], usage["judge"]["calls"],
-                    usage["proposer"]["calls"], usage["reference"]["input_tokens"])
+        logger.info(
+            "PICACO finished in %.1f s; calls: target %d, judge %d, proposer %d; reference tokens %d",
+            self.result.wall_seconds,
+            usage["target"]["calls"],
+            usage["judge"]["calls"],
+            usage["proposer"]["calls"],
+            usage["reference"]["input_tokens"],
+        )
         return program
 
     # ------------------------------------------------------------------ plumbing
-    def _rollouts(self, instruction: str | None, *, iteration: int, samples: int,
-                  inputs: list[dict[str, Any]] | None = None) -> list[tuple[tuple[int, int], str | Exception]]:
+    def _rollouts(
+        self, instruction: str | None, *, iteration: int, samples: int, inputs: list[dict[str, Any]] | None = None
+    ) -> list[tuple[tuple[int, int], str | Exception]]:
         """Run the program ``samples`` times per prompt; ``instruction=None`` runs it as given (bare)."""
         inputs = inputs if inputs is not None else [pool.inputs for pool in self.pools]
         own = self.own if instruction is not None else {}
         base = self.opt.seed * 1_000_000 + iteration * 1_000
-        programs = [with_meta_instruction(self.student, own, instruction or "", rollout_id=base + j,
-                                          temperature=self.opt.response_temperature) for j in range(samples)]
+        programs = [
+            with_meta_instruction(
+                self.student, own, instruction or "", rollout_id=base + j, temperature=self.opt.response_temperature
+            )
+            for j in range(samples)
+        ]
         jobs = [(i, j) for i in range(len(inputs)) for j in range(samples)]
 
         def run(job: tuple[int, int]) -> str | Exception:
@@ -379,8 +439,13 @@ class _Run:
         """
         if not items:
             return []
-        executor = ParallelExecutor(num_threads=self.opt.num_threads, max_errors=len(items) + 1,
-                                    disable_progress_bar=not self.opt.progress, provide_traceback=False, timeout=0)
+        executor = ParallelExecutor(
+            num_threads=self.opt.num_threads,
+            max_errors=len(items) + 1,
+            disable_progress_bar=not self.opt.progress,
+            provide_traceback=False,
+            timeout=0,
+        )
         boxed = executor.execute(lambda item: (fn(item),), items)
         if any(box is None for box in boxed):
             raise PicacoError("A parallel batch was cancelled before it finished; see the log.")

@@ -64,8 +64,9 @@ class UsageMeter:
         with dspy.context(usage_tracker=_RoleTracker(self, role, outer)):
             yield
 
-    def record(self, role: str, *, calls: int = 1, input_tokens: int = 0, output_tokens: int = 0,
-               failed: bool = False) -> None:
+    def record(
+        self, role: str, *, calls: int = 1, input_tokens: int = 0, output_tokens: int = 0, failed: bool = False
+    ) -> None:
         """Add one observation (used directly by the reference model, which is not a DSPy LM)."""
         with self._lock:
             usage = self._usage[role]
@@ -90,8 +91,10 @@ class UsageMeter:
             for role, data in snapshot.items():
                 if role in self._usage:
                     self._usage[role] = RoleUsage(
-                        int(data.get("calls", 0)), int(data.get("input_tokens", 0)),
-                        int(data.get("output_tokens", 0)), int(data.get("failed_calls", 0)),
+                        int(data.get("calls", 0)),
+                        int(data.get("input_tokens", 0)),
+                        int(data.get("output_tokens", 0)),
+                        int(data.get("failed_calls", 0)),
                     )
 
 

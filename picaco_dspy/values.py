@@ -69,7 +69,9 @@ class ValueSet:
     def __post_init__(self) -> None:
         values = tuple(self.values)
         if not values:
-            raise ValueSetError(f"Value set {self.name!r} is empty: list at least one value with a name and definition.")
+            raise ValueSetError(
+                f"Value set {self.name!r} is empty: list at least one value with a name and definition."
+            )
         for value in values:
             if not isinstance(value, Value):
                 raise ValueSetError(f"Value set {self.name!r} holds {value!r}, not a Value.")
@@ -78,7 +80,8 @@ class ValueSet:
             key = _normalise_name(value.name)
             if key in seen:
                 raise ValueSetError(
-                    f"Value set {self.name!r} names {value.name!r} twice (as {seen[key]!r} too): value names must be unique."
+                    f"Value set {self.name!r} names {value.name!r} twice (as {seen[key]!r} too): "
+                    "value names must be unique."
                 )
             seen[key] = value.name
         object.__setattr__(self, "values", values)
@@ -104,10 +107,14 @@ class ValueSet:
         values = []
         for i, entry in enumerate(raw_values):
             if not isinstance(entry, Mapping):
-                raise ValueSetError(f"Entry {i} of `values` must be a mapping with `name` and `definition`, got {entry!r}.")
+                raise ValueSetError(
+                    f"Entry {i} of `values` must be a mapping with `name` and `definition`, got {entry!r}."
+                )
             unknown = set(entry) - {"name", "definition", "weight"}
             if unknown:
-                raise ValueSetError(f"Entry {i} of `values` has unknown keys {sorted(unknown)}; allowed: name, definition, weight.")
+                raise ValueSetError(
+                    f"Entry {i} of `values` has unknown keys {sorted(unknown)}; allowed: name, definition, weight."
+                )
             if "definition" not in entry:
                 raise ValueSetError(f"Value {entry.get('name', i)!r} has no definition: add a `definition` line.")
             values.append(Value(entry.get("name", ""), entry["definition"], entry.get("weight", 1.0)))
@@ -208,7 +215,9 @@ class ValueSet:
     def subset(self, names: Iterable[str]) -> ValueSet:
         """A new set with only the named values, in this set's order."""
         keep = {self.index(n) for n in names}
-        return ValueSet(f"{self.name}-subset", tuple(v for i, v in enumerate(self.values) if i in keep), self.description)
+        return ValueSet(
+            f"{self.name}-subset", tuple(v for i, v in enumerate(self.values) if i in keep), self.description
+        )
 
 
 def _normalise_name(name: str) -> str:

@@ -40,5 +40,9 @@ def liberalism():
 
 @pytest.fixture
 def scripted_metric(liberalism, scripted_lm):
-    return TotalCorrelationBound(liberalism, judge=ValueJudge(lm=scripted_lm), reference=ScriptedReference(),
-                                 redundancy=RedundancyScorer(HashingEmbedder()))
+    return TotalCorrelationBound(
+        liberalism,
+        judge=ValueJudge(lm=scripted_lm),
+        reference=ScriptedReference(),
+        redundancy=RedundancyScorer(HashingEmbedder()),
+    )

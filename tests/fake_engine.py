@@ -35,8 +35,10 @@ MARKERS = {
     "Stimulation": "try something new",
 }
 FILLERS = ["Hope this helps.", "Good luck.", "Take care.", "Have a great day.", "Cheers.", "All the best."]
-PARROT = ("I value Universalism, Self-direction, Hedonism and Stimulation: tolerance and concern for the welfare of "
-          "all people, independent thought and choice, pleasure and enjoyment, novelty and excitement.")
+PARROT = (
+    "I value Universalism, Self-direction, Hedonism and Stimulation: tolerance and concern for the welfare of "
+    "all people, independent thought and choice, pleasure and enjoyment, novelty and excitement."
+)
 
 
 def honour_probabilities(instruction: str) -> dict[str, float]:
@@ -78,8 +80,9 @@ class ScriptedEngine:
     def complete(self, request) -> Response:
         system = request.system if isinstance(request.system, str) else "".join(p.text for p in request.system or ())
         user = request.messages[-1].text or ""
-        outputs = re.findall(r"^\d+\. `(\w+)`", system.split("Your output fields are:")[-1].split("All interactions")[0],
-                             re.MULTILINE)
+        outputs = re.findall(
+            r"^\d+\. `(\w+)`", system.split("Your output fields are:")[-1].split("All interactions")[0], re.MULTILINE
+        )
         instruction = system.split("your objective is:")[-1].strip()
         inputs = _fields(user)
         key = hashlib.sha256((system + user).encode()).hexdigest()
@@ -92,13 +95,20 @@ class ScriptedEngine:
             role, values = "proposer", {"proposed_instruction": self._propose(rng)}
         else:
             role, values = "target", self._answer(instruction, inputs, outputs, rng)
-        text = "\n\n".join(f"[[ ## {name} ## ]]\n{values.get(name, '')}" for name in outputs) + "\n\n[[ ## completed ## ]]"
+        text = (
+            "\n\n".join(f"[[ ## {name} ## ]]\n{values.get(name, '')}" for name in outputs) + "\n\n[[ ## completed ## ]]"
+        )
         n_in, n_out = len((system + user).split()), len(text.split())
         with self._lock:
             self.calls[role] += 1
             self.tokens[role] += n_in + n_out
-        return Response(id=None, model="scripted", message=Message.assistant([TextPart(text)]), finish_reason="stop",
-                        usage=Usage(input_tokens=n_in, output_tokens=n_out, total_tokens=n_in + n_out))
+        return Response(
+            id=None,
+            model="scripted",
+            message=Message.assistant([TextPart(text)]),
+            finish_reason="stop",
+            usage=Usage(input_tokens=n_in, output_tokens=n_out, total_tokens=n_in + n_out),
+        )
 
     def _judge(self, inputs: dict[str, str]) -> dict[str, str]:
         match = re.search(r"<<<response-(\w+)>>>\n(.*)\n<<<end-response-\1>>>", inputs.get("response", ""), re.DOTALL)

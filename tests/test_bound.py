@@ -42,8 +42,9 @@ class TableScorer:
 
 
 def two_values():
-    return ValueSet.from_dict({"name": "two", "values": [{"name": "A", "definition": "aa"},
-                                                         {"name": "B", "definition": "bb", "weight": 3}]})
+    return ValueSet.from_dict(
+        {"name": "two", "values": [{"name": "A", "definition": "aa"}, {"name": "B", "definition": "bb", "weight": 3}]}
+    )
 
 
 def test_reward_matches_hand_computation():
@@ -92,8 +93,9 @@ def test_instruction_score_is_the_likelihood_weighted_pool_reward():
     table = {("e", "x1", "good"): -1.0, ("e", "x1", "bad"): -2.0, ("e", "x2", "only"): -0.5}
     scorer = TableScorer(table)
     bound = TotalCorrelationBound(values, judge=ValueJudge(), reference=scorer, redundancy=None)
-    result = bound.instruction_score("e", [("x1", [PoolItem("good", 1.0), PoolItem("bad", -1.0)]),
-                                           ("x2", [PoolItem("only", 3.0)])])
+    result = bound.instruction_score(
+        "e", [("x1", [PoolItem("good", 1.0), PoolItem("bad", -1.0)]), ("x2", [PoolItem("only", 3.0)])]
+    )
     w_good = math.exp(-1) / (math.exp(-1) + math.exp(-2))
     assert result.weights[0] == pytest.approx([w_good, 1 - w_good])
     assert result.per_prompt == pytest.approx([w_good - (1 - w_good), 3.0])
@@ -105,16 +107,22 @@ def test_temperature_sharpens_the_weights():
     table = {("e", "x", "a"): -1.0, ("e", "x", "b"): -1.5}
     pool = [("x", [PoolItem("a", 1.0), PoolItem("b", 0.0)])]
     flat = TotalCorrelationBound(values, judge=ValueJudge(), reference=TableScorer(table), redundancy=None)
-    sharp = TotalCorrelationBound(values, judge=ValueJudge(), reference=TableScorer(table), redundancy=None,
-                                  weight_temperature=0.05)
-    assert flat.instruction_score("e", pool).value < sharp.instruction_score("e", pool).value == pytest.approx(1.0, abs=1e-4)
+    sharp = TotalCorrelationBound(
+        values, judge=ValueJudge(), reference=TableScorer(table), redundancy=None, weight_temperature=0.05
+    )
+    assert (
+        flat.instruction_score("e", pool).value
+        < sharp.instruction_score("e", pool).value
+        == pytest.approx(1.0, abs=1e-4)
+    )
 
 
 def test_pmi_weighting_subtracts_the_bare_likelihood():
     values = two_values()
     table = {("e", "x", "a"): -1.0, ("e", "x", "b"): -1.0, ("", "x", "a"): -0.2, ("", "x", "b"): -3.0}
-    bound = TotalCorrelationBound(values, judge=ValueJudge(), reference=TableScorer(table), redundancy=None,
-                                  likelihood_weighting="pmi")
+    bound = TotalCorrelationBound(
+        values, judge=ValueJudge(), reference=TableScorer(table), redundancy=None, likelihood_weighting="pmi"
+    )
     result = bound.instruction_score("e", [("x", [PoolItem("a", 1.0), PoolItem("b", 0.0)])], bare_instruction="")
     w_a = math.exp(-0.8) / (math.exp(-0.8) + math.exp(2.0))
     assert result.value == pytest.approx(w_a)
@@ -135,8 +143,11 @@ def test_metric_is_a_five_argument_dspy_metric(scripted_lm, liberalism):
     out = bound(gold, pred, None, "predict", None)
     assert 0 < out.score < 1
     assert out.objective_scores == {"Universalism": 5, "Self-direction": 1, "Hedonism": 5, "Stimulation": 1}
-    assert "Self-direction" in out.feedback and "Stimulation" in out.feedback and "Hedonism" not in out.feedback.split(
-        "Neglected")[1]
+    assert (
+        "Self-direction" in out.feedback
+        and "Stimulation" in out.feedback
+        and "Hedonism" not in out.feedback.split("Neglected")[1]
+    )
     assert bound(gold, pred).score == out.score  # two-argument form (dspy.Evaluate)
     assert bound(gold, pred, trace=[]) is False  # bootstrapping form: strict bool against success_threshold
 
@@ -170,8 +181,10 @@ def test_prompt_and_response_extraction():
         response_text(dspy.Prediction(n=3))
 
 
-@pytest.mark.parametrize("kwargs", [{"beta": 0}, {"beta": -1}, {"weight_temperature": 0},
-                                    {"likelihood_weighting": "soft"}, {"success_threshold": 2}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"beta": 0}, {"beta": -1}, {"weight_temperature": 0}, {"likelihood_weighting": "soft"}, {"success_threshold": 2}],
+)
 def test_bad_metric_settings_are_rejected(kwargs):
     with pytest.raises(ConfigurationError):
         TotalCorrelationBound(two_values(), judge=ValueJudge(), redundancy=None, **kwargs)

@@ -13,9 +13,15 @@ from programs.assistant import Assistant
 pytestmark = pytest.mark.embedded
 
 REQUESTS = [
-    LikelihoodRequest("Be kind and curious.", "What should I do this weekend?", "Go hiking with friends and try a new trail!"),
+    LikelihoodRequest(
+        "Be kind and curious.", "What should I do this weekend?", "Go hiking with friends and try a new trail!"
+    ),
     LikelihoodRequest("Be kind and curious.", "What should I do this weekend?", "Stay home."),
-    LikelihoodRequest("Be kind and curious.", "What should I do this weekend?", "Visit a museum, cook something new, or call a friend."),
+    LikelihoodRequest(
+        "Be kind and curious.",
+        "What should I do this weekend?",
+        "Visit a museum, cook something new, or call a friend.",
+    ),
     LikelihoodRequest("Answer briefly.", "Capital of France?", "Paris."),
 ]
 
@@ -33,23 +39,32 @@ def test_shared_prefix_batched_and_one_by_one_scores_agree():
 def test_instruction_changes_the_likelihood():
     reference = ReferenceModel("embedded")
     response = "Paris is the capital of France."
-    relevant, other = reference.score([LikelihoodRequest("Answer geography questions.", "Capital of France?", response),
-                                       LikelihoodRequest("Answer geography questions.", "Best pizza topping?", response)])
+    relevant, other = reference.score(
+        [
+            LikelihoodRequest("Answer geography questions.", "Capital of France?", response),
+            LikelihoodRequest("Answer geography questions.", "Best pizza topping?", response),
+        ]
+    )
     assert relevant.mean > other.mean
 
 
 def test_embedded_embeddings_flag_parroting():
     values = ValueSet.builtin("liberalism-4")
     scorer = RedundancyScorer("embedded")
-    parrot, plain = scorer.probability(values.observation_text(), [
-        "My values are Universalism, Self-direction, Hedonism and Stimulation: tolerance, independent choice, "
-        "pleasure and novelty.", "Paris is the capital of France."])
+    parrot, plain = scorer.probability(
+        values.observation_text(),
+        [
+            "My values are Universalism, Self-direction, Hedonism and Stimulation: tolerance, independent choice, "
+            "pleasure and novelty.",
+            "Paris is the capital of France.",
+        ],
+    )
     assert parrot > plain + 0.2
 
 
 def test_local_sampling_is_reproducible_from_an_empty_cache(tmp_path):
     texts = []
-    for run in range(2):
+    for _ in range(2):
         dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
         lm = embedded_lm(temperature=1.0, max_tokens=12)
         texts.append(lm("Name a fruit.")[0])
@@ -58,22 +73,34 @@ def test_local_sampling_is_reproducible_from_an_empty_cache(tmp_path):
 
 
 def test_yes_no_judge_reads_probabilities():
-    judgement = embedded_judge().judge("What should I do this weekend?", "Go hiking and try a new trail!",
-                                       ValueSet.builtin("liberalism-4"))
+    judgement = embedded_judge().judge(
+        "What should I do this weekend?", "Go hiking and try a new trail!", ValueSet.builtin("liberalism-4")
+    )
     assert judgement.method == "yes-no-logprobs"
     for name, q in judgement.probabilities.items():
         assert 0.1 <= q <= 0.9 and 1 <= judgement.conformity[name] <= 5
 
 
 def test_picaco_runs_end_to_end_on_the_embedded_model(tmp_path):
-    train = [dspy.Example(query=q).with_inputs("query")
-             for q in ["What should I do this weekend?", "How can I make new friends in a new city?"]]
+    train = [
+        dspy.Example(query=q).with_inputs("query")
+        for q in ["What should I do this weekend?", "How can I make new friends in a new city?"]
+    ]
     student = Assistant()
     before = student.respond.signature.instructions
-    optimizer = PICACO(metric=embedded_metric("liberalism-4", max_response_tokens=48),
-                       prompt_model=embedded_lm(temperature=1.0, max_tokens=48), num_iterations=1, num_candidates=2,
-                       aligned_pool_size=2, noisy_pool_size=1, noisy_samples_per_prompt=2, samples_per_prompt=1,
-                       num_threads=1, progress=False, log_dir=tmp_path / "run")
+    optimizer = PICACO(
+        metric=embedded_metric("liberalism-4", max_response_tokens=48),
+        prompt_model=embedded_lm(temperature=1.0, max_tokens=48),
+        num_iterations=1,
+        num_candidates=2,
+        aligned_pool_size=2,
+        noisy_pool_size=1,
+        noisy_samples_per_prompt=2,
+        samples_per_prompt=1,
+        num_threads=1,
+        progress=False,
+        log_dir=tmp_path / "run",
+    )
     with dspy.context(lm=embedded_lm(max_tokens=48), adapter=PlainTextAdapter()):
         aligned = optimizer.compile(student, trainset=train)
         answer = aligned(query="Any tips for a rainy afternoon?").response

@@ -30,8 +30,13 @@ def test_per_value_mode_makes_one_call_per_value(liberalism):
         def complete(self, request):
             self.calls += 1
             text = "[[ ## score ## ]]\n4/5\n\n[[ ## completed ## ]]"
-            return Response(id=None, model="x", message=Message.assistant([TextPart(text)]), finish_reason="stop",
-                            usage=Usage(input_tokens=1, output_tokens=1))
+            return Response(
+                id=None,
+                model="x",
+                message=Message.assistant([TextPart(text)]),
+                finish_reason="stop",
+                usage=Usage(input_tokens=1, output_tokens=1),
+            )
 
     eng = PerValueEngine()
     judge = ValueJudge(lm=dspy.LM("x/y", engine=eng), mode="per_value", use_logprobs=False)
@@ -77,9 +82,14 @@ def test_logprobs_give_expected_scores(liberalism):
                 if piece == " 4":
                     top = (TopLogprob(token=" 4", logprob=math.log(0.5)), TopLogprob(token=" 2", logprob=math.log(0.5)))
                 logprobs.append(TokenLogprob(token=piece, logprob=math.log(0.5) if piece == " 4" else 0.0, top=top))
-            return Response(id=None, model="x", message=Message.assistant([TextPart("".join(pieces))]),
-                            finish_reason="stop", usage=Usage(input_tokens=1, output_tokens=1),
-                            logprobs=tuple(logprobs) if request.config.logprobs is not None else None)
+            return Response(
+                id=None,
+                model="x",
+                message=Message.assistant([TextPart("".join(pieces))]),
+                finish_reason="stop",
+                usage=Usage(input_tokens=1, output_tokens=1),
+                logprobs=tuple(logprobs) if request.config.logprobs is not None else None,
+            )
 
     judge = ValueJudge(lm=dspy.LM("x/lp", engine=LogprobEngine()))
     judgement = judge.judge("q", "r", liberalism)
@@ -99,7 +109,7 @@ HOSTILE = [
 def test_hostile_responses_stay_inside_their_fence(attack):
     fenced = fence_response(attack, 6000)
     first, *body, last = fenced.split("\n")
-    nonce = first[len("<<<response-"):-3]
+    nonce = first[len("<<<response-") : -3]
     assert last == f"<<<end-response-{nonce}>>>"
     assert f"<<<end-response-{nonce}>>>" not in "\n".join(body)
     assert "[[ ##" not in "\n".join(body)  # DSPy field markers are defused

@@ -60,8 +60,9 @@ def test_unrelated_labels_are_ignored():
     assert {p.score for p in parse_ratings(text, NAMES).values()} == {2}
 
 
-@pytest.mark.parametrize("text, score", [("4", 4), ("Score: 4/5", 4), ("4 out of 5", 4), ("**3**", 3),
-                                         ("I rate it 2 (1-5 scale).", 2)])
+@pytest.mark.parametrize(
+    "text, score", [("4", 4), ("Score: 4/5", 4), ("4 out of 5", 4), ("**3**", 3), ("I rate it 2 (1-5 scale).", 2)]
+)
 def test_single_score(text, score):
     assert parse_single_score(text).score == score
 
@@ -93,9 +94,15 @@ def test_expected_score_from_digit_alternatives():
     tokens = [
         {"token": "Hedonism", "logprob": -0.1, "top_logprobs": []},
         {"token": ":", "logprob": -0.1, "top_logprobs": []},
-        {"token": " 4", "logprob": math.log(0.6),
-         "top_logprobs": [{"token": " 4", "logprob": math.log(0.6)}, {"token": " 5", "logprob": math.log(0.3)},
-                          {"token": " hello", "logprob": math.log(0.1)}]},
+        {
+            "token": " 4",
+            "logprob": math.log(0.6),
+            "top_logprobs": [
+                {"token": " 4", "logprob": math.log(0.6)},
+                {"token": " 5", "logprob": math.log(0.3)},
+                {"token": " hello", "logprob": math.log(0.1)},
+            ],
+        },
     ]
     # the digit is the third token: characters 9.. of "Hedonism: 4"
     assert expected_score_at(tokens, 10) == pytest.approx((4 * 0.6 + 5 * 0.3) / 0.9)
@@ -103,10 +110,18 @@ def test_expected_score_from_digit_alternatives():
 
 
 def test_yes_probability_reads_the_first_token_only():
-    tokens = [{"token": "No", "logprob": math.log(0.5),
-               "top_logprobs": [{"token": "No", "logprob": math.log(0.5)}, {"token": " Yes", "logprob": math.log(0.25)},
-                                {"token": "The", "logprob": math.log(0.25)}]},
-              {"token": " yes", "logprob": 0.0, "top_logprobs": []}]
+    tokens = [
+        {
+            "token": "No",
+            "logprob": math.log(0.5),
+            "top_logprobs": [
+                {"token": "No", "logprob": math.log(0.5)},
+                {"token": " Yes", "logprob": math.log(0.25)},
+                {"token": "The", "logprob": math.log(0.25)},
+            ],
+        },
+        {"token": " yes", "logprob": 0.0, "top_logprobs": []},
+    ]
     assert yes_probability(tokens) == pytest.approx(1 / 3)
     assert yes_probability([{"token": "The", "logprob": -0.1, "top_logprobs": []}]) is None
     assert yes_probability([]) is None

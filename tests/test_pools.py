@@ -32,8 +32,10 @@ def test_ties_do_not_depend_on_arrival_order():
 
 def test_noisy_pool_keeps_the_most_parroting():
     pool = PromptPool("x", {})
-    pool.set_noisy([item("plain", 5.0, redundancy=0.55), item("parrot", -5.0, redundancy=0.97),
-                    item("half", 0.0, redundancy=0.8)], capacity=2)
+    pool.set_noisy(
+        [item("plain", 5.0, redundancy=0.55), item("parrot", -5.0, redundancy=0.97), item("half", 0.0, redundancy=0.8)],
+        capacity=2,
+    )
     assert [p.response for p in pool.noisy] == ["parrot", "half"]
 
 

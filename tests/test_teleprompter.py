@@ -3,19 +3,35 @@ import json
 import dspy
 import pytest
 
-from picaco_dspy import PICACO, ConfigurationError, HashingEmbedder, ProgramError, RedundancyScorer
-from picaco_dspy import TotalCorrelationBound, ValueJudge
+from picaco_dspy import (
+    PICACO,
+    ConfigurationError,
+    HashingEmbedder,
+    ProgramError,
+    RedundancyScorer,
+    TotalCorrelationBound,
+    ValueJudge,
+)
 from programs.assistant import Assistant
 from programs.draft_and_revise import DraftAndRevise
 from tests.fake_engine import ScriptedEngine, ScriptedReference, honour_probabilities
 
-SETTINGS = dict(num_iterations=4, num_candidates=4, aligned_pool_size=3, noisy_pool_size=2, samples_per_prompt=2,
-                num_threads=1, seed=0, progress=False)
+SETTINGS = dict(
+    num_iterations=4,
+    num_candidates=4,
+    aligned_pool_size=3,
+    noisy_pool_size=2,
+    samples_per_prompt=2,
+    num_threads=1,
+    seed=0,
+    progress=False,
+)
 
 
 def prompts(n, offset=0):
-    return [dspy.Example(query=f"How should I spend free day number {i + offset}?").with_inputs("query")
-            for i in range(n)]
+    return [
+        dspy.Example(query=f"How should I spend free day number {i + offset}?").with_inputs("query") for i in range(n)
+    ]
 
 
 def compile_program(program, metric, lm, *, valset=True, **overrides):
@@ -77,8 +93,12 @@ def test_save_and_load_keep_the_new_instruction(aligned, tmp_path):
 
 def test_reported_calls_equal_what_the_engine_saw(scripted_lm, engine, liberalism):
     reference = ScriptedReference()
-    metric = TotalCorrelationBound(liberalism, judge=ValueJudge(lm=scripted_lm), reference=reference,
-                                   redundancy=RedundancyScorer(HashingEmbedder()))
+    metric = TotalCorrelationBound(
+        liberalism,
+        judge=ValueJudge(lm=scripted_lm),
+        reference=reference,
+        redundancy=RedundancyScorer(HashingEmbedder()),
+    )
     aligned = compile_program(Assistant(), metric, scripted_lm)
     usage = aligned.picaco_result.usage
     for role in ("target", "judge", "proposer"):
@@ -91,8 +111,10 @@ def test_reported_calls_equal_what_the_engine_saw(scripted_lm, engine, liberalis
 def test_result_records_every_iteration_and_is_json(aligned):
     result = aligned.picaco_result
     assert len(result.iterations) == SETTINGS["num_iterations"]
-    assert result.seed_J == result.iterations[0].candidates[[c.origin for c in result.iterations[0].candidates].index(
-        "current")].J
+    assert (
+        result.seed_J
+        == result.iterations[0].candidates[[c.origin for c in result.iterations[0].candidates].index("current")].J
+    )
     record = result.iterations[0]
     assert record.sampled_under == result.seed_instruction
     assert set(record.conformity) == {"Universalism", "Self-direction", "Hedonism", "Stimulation"}
@@ -112,8 +134,9 @@ def test_two_predictor_program_gets_the_instruction_on_both(scripted_metric, scr
 
 
 def test_predictor_names_select_the_edited_predictors(scripted_metric, scripted_lm):
-    aligned = compile_program(DraftAndRevise(), scripted_metric, scripted_lm, predictor_names=["revise"],
-                              num_iterations=2)
+    aligned = compile_program(
+        DraftAndRevise(), scripted_metric, scripted_lm, predictor_names=["revise"], num_iterations=2
+    )
     final = aligned.picaco_result.final_instruction
     assert final in aligned.revise.signature.instructions
     assert final not in aligned.draft.signature.instructions
@@ -137,8 +160,12 @@ def test_same_seed_with_an_empty_cache_gives_the_same_result(scripted_metric, tm
         dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=True, disk_cache_dir=str(tmp_path / f"c{run}"))
         dspy.cache.reset_memory_cache()
         lm = dspy.LM("scripted/world", engine=ScriptedEngine(), temperature=1.0, max_tokens=512)
-        metric = TotalCorrelationBound(scripted_metric.values, judge=ValueJudge(lm=lm), reference=ScriptedReference(),
-                                       redundancy=RedundancyScorer(HashingEmbedder()))
+        metric = TotalCorrelationBound(
+            scripted_metric.values,
+            judge=ValueJudge(lm=lm),
+            reference=ScriptedReference(),
+            redundancy=RedundancyScorer(HashingEmbedder()),
+        )
         results.append(compile_program(Assistant(), metric, lm).picaco_result)
     assert results[0].final_instruction == results[1].final_instruction
     assert [r.J for r in results[0].iterations] == [r.J for r in results[1].iterations]
@@ -147,8 +174,12 @@ def test_same_seed_with_an_empty_cache_gives_the_same_result(scripted_metric, tm
 def test_failed_judgements_are_counted_and_kept_out_of_the_pools(liberalism, tmp_path):
     engine = ScriptedEngine(fail_judge_for="Good luck.")
     lm = dspy.LM("scripted/world", engine=engine, temperature=1.0, max_tokens=512)
-    metric = TotalCorrelationBound(liberalism, judge=ValueJudge(lm=lm, max_retries=0), reference=ScriptedReference(),
-                                   redundancy=RedundancyScorer(HashingEmbedder()))
+    metric = TotalCorrelationBound(
+        liberalism,
+        judge=ValueJudge(lm=lm, max_retries=0),
+        reference=ScriptedReference(),
+        redundancy=RedundancyScorer(HashingEmbedder()),
+    )
     aligned = compile_program(Assistant(), metric, lm, log_dir=tmp_path / "run")
     result = aligned.picaco_result
     assert sum(r.failed_rollouts for r in result.iterations) > 0
@@ -183,14 +214,19 @@ def test_bad_arguments_are_refused_with_the_fix(scripted_metric, scripted_lm, li
         PICACO(metric=TotalCorrelationBound(liberalism, judge=ValueJudge(), redundancy=None))
     with pytest.raises(ConfigurationError, match="TotalCorrelationBound"):
         PICACO(metric=lambda gold, pred: 1.0)
-    for bad in ({"num_iterations": 0}, {"num_candidates": 1.5}, {"response_temperature": 0}, {"seed": -1},
-                {"noisy_samples_per_prompt": 1, "noisy_pool_size": 3}, {"samples_per_prompt": 5000}):
+    for bad in (
+        {"num_iterations": 0},
+        {"num_candidates": 1.5},
+        {"response_temperature": 0},
+        {"seed": -1},
+        {"noisy_samples_per_prompt": 1, "noisy_pool_size": 3},
+        {"samples_per_prompt": 5000},
+    ):
         with pytest.raises(ConfigurationError):
             PICACO(metric=scripted_metric, **bad)
 
 
 def test_missing_target_lm_is_reported(scripted_metric, scripted_lm):
     optimizer = PICACO(metric=scripted_metric, prompt_model=scripted_lm, **SETTINGS)
-    with dspy.context(lm=None):
-        with pytest.raises(ConfigurationError, match="dspy.configure"):
-            optimizer.compile(Assistant(), trainset=prompts(2))
+    with dspy.context(lm=None), pytest.raises(ConfigurationError, match="dspy.configure"):
+        optimizer.compile(Assistant(), trainset=prompts(2))

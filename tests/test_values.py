@@ -7,7 +7,9 @@ from picaco_dspy import Value, ValueSet, ValueSetError
 
 def test_every_builtin_loads_with_definitions_and_unique_names():
     names = ValueSet.builtin_names()
-    assert {"helpfulness-4", "harmlessness-4", "hh-balance-8", "confucianism-4", "liberalism-4", "schwartz-10"} <= set(names)
+    assert {"helpfulness-4", "harmlessness-4", "hh-balance-8", "confucianism-4", "liberalism-4", "schwartz-10"} <= set(
+        names
+    )
     sizes = {n: len(ValueSet.builtin(n)) for n in names}
     assert sizes["hh-balance-8"] == 8 and sizes["schwartz-10"] == 10 and sizes["liberalism-4"] == 4
     for name in names:
