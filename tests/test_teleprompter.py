@@ -230,3 +230,56 @@ def test_missing_target_lm_is_reported(scripted_metric, scripted_lm):
     optimizer = PICACO(metric=scripted_metric, prompt_model=scripted_lm, **SETTINGS)
     with dspy.context(lm=None), pytest.raises(ConfigurationError, match="dspy.configure"):
         optimizer.compile(Assistant(), trainset=prompts(2))
+
+
+class CrashingReference(ScriptedReference):
+    """Reference scorer that raises on its ``crash_at``-th call, like a process killed mid-run."""
+
+    def __init__(self, crash_at):
+        super().__init__()
+        self.crash_at = crash_at
+        self.score_calls = 0
+
+    def score(self, requests, usage=None):
+        self.score_calls += 1
+        if self.score_calls == self.crash_at:
+            raise KeyboardInterrupt("simulated kill")
+        return super().score(requests, usage)
+
+
+def test_a_rerun_after_a_crash_pays_only_for_what_was_not_done(liberalism, tmp_path):
+    """Kill a run half-way, start it again on the same cache: no request served before the kill reaches the engine."""
+
+    def run(reference):
+        dspy.cache.reset_memory_cache()  # a new process starts with an empty memory cache
+        paid = set()
+        put = dspy.cache.put
+
+        def recording_put(request, value, *args, **kwargs):  # DSPy stores exactly the calls that reached the engine
+            paid.add(dspy.cache.cache_key(request, *args[:1]))
+            return put(request, value, *args, **kwargs)
+
+        dspy.cache.put = recording_put
+        engine = ScriptedEngine()
+        lm = dspy.LM("scripted/world", engine=engine, temperature=1.0, max_tokens=512)
+        metric = TotalCorrelationBound(liberalism, judge=ValueJudge(lm=lm), reference=reference,
+                                       redundancy=RedundancyScorer(HashingEmbedder()))
+        try:
+            result = compile_program(Assistant(), metric, lm).picaco_result
+        except KeyboardInterrupt:
+            result = None
+        finally:
+            dspy.cache.put = put
+        assert len(paid) == sum(engine.calls.values())
+        return result, paid
+
+    dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=True, disk_cache_dir=str(tmp_path / "cache"))
+    crashed, paid_before = run(CrashingReference(crash_at=7))
+    resumed, paid_after = run(ScriptedReference())
+    assert crashed is None and paid_before and paid_after
+    assert not paid_before & paid_after  # nothing already paid for was requested again
+    # the noisy pool and iteration 1 were finished before the kill (in iteration 2): they cost nothing the second time
+    first = resumed.iterations[0].usage
+    assert first["target"]["calls"] == first["judge"]["calls"] == first["proposer"]["calls"] == 0
+    assert resumed.usage["target"]["calls"] > 0
+    assert covers_all(resumed.final_instruction)
