@@ -22,6 +22,7 @@ from picaco_dspy.judge_parsing import (
     tokens_from_logprobs,
     yes_probability,
 )
+from picaco_dspy.validation import require_int
 from picaco_dspy.values import Value, ValueSet
 
 logger = logging.getLogger(__name__)
@@ -154,10 +155,8 @@ class ValueJudge(dspy.Module):
             mode = "per_value"  # a yes/no verdict is about one value at a time
         if use_logprobs not in (True, False, "auto"):
             raise ConfigurationError(f"use_logprobs must be True, False or 'auto', got {use_logprobs!r}.")
-        if not isinstance(max_retries, int) or max_retries < 0:
-            raise ConfigurationError(f"max_retries must be an integer >= 0, got {max_retries!r}.")
-        if not isinstance(max_response_chars, int) or max_response_chars < 100:
-            raise ConfigurationError(f"max_response_chars must be an integer >= 100, got {max_response_chars!r}.")
+        require_int("max_retries", max_retries, 0)
+        require_int("max_response_chars", max_response_chars, 100)
         self.lm = lm
         self.mode = mode
         self.scale = scale
@@ -270,7 +269,7 @@ class ValueJudge(dspy.Module):
                 if lm is not None and not (lm.kwargs.get("temperature") or 0):
                     config["temperature"] = 1.0
             if self._wants_logprobs():
-                config.update(logprobs=True, top_logprobs=10 if self.scale == "yes_no" else 5)
+                config.update(logprobs=True, top_logprobs=20 if self.scale == "yes_no" else 5)
             raw = ""
             try:
                 pred = self._predict(predictor, config, inputs)
@@ -281,9 +280,10 @@ class ValueJudge(dspy.Module):
                 errors.append(str(exc))
                 logger.warning("Judge answer unparseable (attempt %d/%d): %s", attempt + 1, self.max_retries + 1, exc)
                 logger.debug("Unparseable judge answer: %r", raw)
+        hint = "use a stronger judge model" + ("" if self.scale == "yes_no" else ", or scale='yes_no' for small models")
         raise JudgeError(
-            f"the judge's answer could not be parsed after {self.max_retries + 1} attempts ({'; '.join(errors)}). "
-            "Use a stronger judge model, or mode='per_value' / scale='yes_no' for small models."
+            f"the judge's answer could not be parsed after {self.max_retries + 1} attempts "
+            f"({'; '.join(errors)}); {hint}."
         )
 
     def _wants_logprobs(self) -> bool:

@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from picaco_dspy.errors import ConfigurationError
 from picaco_dspy.usage import UsageMeter
+from picaco_dspy.validation import require_int
 
 logger = logging.getLogger(__name__)
 
@@ -91,10 +92,8 @@ class ReferenceModel:
         share_prefix: bool = True,
         include_end_of_turn: bool = False,
     ) -> None:
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigurationError(f"batch_size must be a positive integer, got {batch_size!r}.")
-        if not isinstance(max_response_tokens, int) or max_response_tokens < 1:
-            raise ConfigurationError(f"max_response_tokens must be a positive integer, got {max_response_tokens!r}.")
+        require_int("batch_size", batch_size, 1)
+        require_int("max_response_tokens", max_response_tokens, 1)
         if not isinstance(model, str) and tokenizer is None:
             raise ConfigurationError(
                 "A model passed as an object needs its tokenizer: ReferenceModel(model, tokenizer=tok)."

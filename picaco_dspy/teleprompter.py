@@ -21,6 +21,7 @@ from picaco_dspy.program_edit import compose, own_instructions, target_predictor
 from picaco_dspy.proposer import InstructionProposer
 from picaco_dspy.result import CandidateRecord, IterationRecord, PICACOResult, SelectionRecord, write_json
 from picaco_dspy.usage import UsageMeter
+from picaco_dspy.validation import require_int
 
 logger = logging.getLogger(__name__)
 
@@ -93,18 +94,18 @@ class PICACO(Teleprompter):
                 "PICACO ranks instructions with a reference model: "
                 "TotalCorrelationBound(values, judge=..., reference=ReferenceModel('embedded'))."
             )
-        _check_int("num_iterations", num_iterations, 1)
-        _check_int("num_candidates", num_candidates, 1)
-        _check_int("aligned_pool_size", aligned_pool_size, 1)
-        _check_int("noisy_pool_size", noisy_pool_size, 0)
-        _check_int("samples_per_prompt", samples_per_prompt, 1, _MAX_SAMPLES)
+        require_int("num_iterations", num_iterations, 1)
+        require_int("num_candidates", num_candidates, 1)
+        require_int("aligned_pool_size", aligned_pool_size, 1)
+        require_int("noisy_pool_size", noisy_pool_size, 0)
+        require_int("samples_per_prompt", samples_per_prompt, 1, _MAX_SAMPLES)
         if noisy_samples_per_prompt is None:
             noisy_samples_per_prompt = 2 * noisy_pool_size
-        _check_int("noisy_samples_per_prompt", noisy_samples_per_prompt, noisy_pool_size, _MAX_SAMPLES)
-        _check_int("final_candidates", final_candidates, 1)
-        _check_int("seed", seed, 0)
+        require_int("noisy_samples_per_prompt", noisy_samples_per_prompt, noisy_pool_size, _MAX_SAMPLES)
+        require_int("final_candidates", final_candidates, 1)
+        require_int("seed", seed, 0)
         if num_threads is not None:
-            _check_int("num_threads", num_threads, 1)
+            require_int("num_threads", num_threads, 1)
         for name, value in (
             ("response_temperature", response_temperature),
             ("proposal_temperature", proposal_temperature),
@@ -464,12 +465,6 @@ class _Run:
 
 
 # ---------------------------------------------------------------------- helpers
-def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-        bound = f">= {low}" if high is None else f"between {low} and {high}"
-        raise ConfigurationError(f"{name} must be an integer {bound}, got {value!r}.")
-
-
 def _check_examples(name: str, examples: Any, prompt_field: str | None) -> list[dspy.Example]:
     if examples is None or isinstance(examples, (str, bytes)) or not hasattr(examples, "__iter__"):
         raise ConfigurationError(f"{name} must be a list of dspy.Example, got {type(examples).__name__}.")
