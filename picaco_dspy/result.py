@@ -34,7 +34,8 @@ class IterationRecord:
         aligned_pool_mean_reward: Mean ``r`` over all aligned pools after the update.
         candidates: Every candidate ranked this iteration, best first.
         instruction: The instruction chosen (``e^t``).
-        J: Its score.
+        J: Its score, on this iteration's pools (pools grow every iteration, so J is comparable between the
+            candidates of one iteration, not across iterations).
         proposal_failures: Proposals that failed or came back empty.
         usage: Cumulative calls and tokens per role after this iteration.
         wall_seconds: Time since compile started.
