@@ -15,6 +15,7 @@ from picaco_dspy.errors import (
 )
 from picaco_dspy.judge import Judgement, ValueJudge
 from picaco_dspy.local_engine import TransformersEngine, local_lm
+from picaco_dspy.proposer import InstructionProposer, TemplateProposer
 from picaco_dspy.redundancy import HashingEmbedder, LiteLLMEmbedder, RedundancyScorer, TransformersEmbedder
 from picaco_dspy.reference import LikelihoodRequest, ReferenceModel, ResponseLikelihood
 from picaco_dspy.result import PICACOResult
@@ -28,6 +29,7 @@ __all__ = [
     "PICACO",
     "ConfigurationError",
     "HashingEmbedder",
+    "InstructionProposer",
     "InstructionScore",
     "JudgeError",
     "Judgement",
@@ -42,6 +44,7 @@ __all__ = [
     "ReferenceModel",
     "ResponseLikelihood",
     "ResponseScore",
+    "TemplateProposer",
     "TotalCorrelationBound",
     "TransformersEmbedder",
     "TransformersEngine",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -133,3 +134,58 @@ def clean_proposal(text: Any, max_chars: int = 4000) -> str:
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
         text = text[1:-1].strip()
     return text[:max_chars].strip()
+
+
+class TemplateProposer:
+    """Writes candidate instructions without an LM, from the value definitions and the pools' evidence.
+
+    For offline runs with models too small to write instructions (the embedded SmolLM2). Candidates follow the trend
+    the paper reports (a list of names, then per-value guidance, then a persona with guidance), put the values the
+    pooled responses neglect first, and vary by candidate. ``temperature`` is ignored; ``rollout_base`` seeds the
+    variation, so runs are reproducible.
+    """
+
+    _OPENINGS = (
+        "Make every response reflect all of the following values in what it actually says and suggests, "
+        "not by naming them:",
+        "Answer helpfully and let each of these values shape the substance of your answer:",
+        "Before answering, consider how your advice can honour every one of these values, then answer so that each "
+        "one is visible in the content:",
+    )
+    _PERSONAS = (
+        "Answer as a warm, open-minded guide who takes the person's situation seriously.",
+        "Picture yourself as a thoughtful friend who wants the person to thrive.",
+        "Speak as an experienced mentor who offers concrete, balanced advice.",
+    )
+
+    def __call__(self, values: ValueSet, current: str, history: Sequence[tuple[str, float]],
+                 pooled: Sequence[tuple[str, PooledResponse]], *, num_candidates: int, temperature: float,
+                 rollout_base: int) -> tuple[list[str], list[str]]:
+        weakest_first = _values_by_conformity(values, pooled)
+        proposals: list[str] = []
+        for i in range(num_candidates):
+            rng = random.Random(rollout_base + i)
+            style = i % 3
+            order = list(weakest_first)
+            if i >= 3:  # later candidates: shuffle all but the weakest value, which stays first
+                tail = order[1:]
+                rng.shuffle(tail)
+                order = order[:1] + tail
+            guidance = "\n".join(f"{k}. {v.name}: {v.definition}" for k, v in enumerate(order, 1))
+            text = f"{rng.choice(self._OPENINGS)}\n{guidance}"
+            if style >= 1 and len(order) > 1:
+                weak = " and ".join(v.name for v in order[:2])
+                text += f"\nGive particular attention to {weak}, which answers tend to neglect."
+            if style == 2:
+                text = f"{rng.choice(self._PERSONAS)} {text}"
+            if text != current and text not in proposals:
+                proposals.append(text)
+        return proposals, []
+
+
+def _values_by_conformity(values: ValueSet, pooled: Sequence[tuple[str, PooledResponse]]) -> list:
+    """Values ordered from the least to the most honoured in the pooled responses (set order when no evidence)."""
+    if not pooled:
+        return list(values)
+    means = {v.name: sum(item.score.conformity.get(v.name, 0.0) for _, item in pooled) / len(pooled) for v in values}
+    return sorted(values, key=lambda v: (means[v.name], values.index(v.name)))

@@ -41,6 +41,8 @@ class PICACO(Teleprompter):
     Args:
         metric: The objective; its judge scores responses and its reference model ranks instructions.
         prompt_model: Proposer LM; None uses the LM configured when ``compile`` runs.
+        proposer: A custom proposer with :class:`InstructionProposer`'s call signature, e.g. :class:`TemplateProposer`
+            for offline runs without a capable LM; None builds an :class:`InstructionProposer` on ``prompt_model``.
         num_iterations: ``T``, outer iterations.
         num_candidates: Instructions proposed per iteration (the current one always competes too, so J never drops).
         aligned_pool_size: ``M1``, responses kept per prompt in the aligned pool.
@@ -68,6 +70,7 @@ class PICACO(Teleprompter):
         metric: TotalCorrelationBound,
         *,
         prompt_model: dspy.BaseLM | None = None,
+        proposer: Callable[..., tuple[list[str], list[str]]] | None = None,
         num_iterations: int = 10,
         num_candidates: int = 4,
         aligned_pool_size: int = 10,
@@ -115,7 +118,10 @@ class PICACO(Teleprompter):
                     f"{name} must be in (0, 2] (distinct samples need a temperature > 0), got {value!r}."
                 )
         self.metric = metric
+        if proposer is not None and not callable(proposer):
+            raise ConfigurationError("proposer must be callable like InstructionProposer (or None).")
         self.prompt_model = prompt_model
+        self.proposer = proposer
         self.num_iterations = num_iterations
         self.num_candidates = num_candidates
         self.aligned_pool_size = aligned_pool_size
@@ -172,7 +178,7 @@ class _Run:
         self.meter = UsageMeter()
         self.started = time.monotonic()
         self.pools = [PromptPool(prompt_text(ex, opt.metric.prompt_field), dict(ex.inputs())) for ex in trainset]
-        self.proposer = InstructionProposer(opt.prompt_model)
+        self.proposer = opt.proposer or InstructionProposer(opt.prompt_model)
         self.seed_instruction = self.values.seed_instruction()
         self.result = PICACOResult(
             values=self.values.to_dict(),

@@ -1,0 +1,1 @@
+"""Built-in prompt sets written by picaco-dspy, as JSONL data files."""
