@@ -11,11 +11,10 @@ from typing import Any, TypeVar
 import dspy
 import numpy as np
 from dspy.teleprompt import Teleprompter
-from dspy.utils.parallelizer import ParallelExecutor
 
-from picaco_dspy.bound import ResponseScore, TotalCorrelationBound, prompt_text, response_text
-from picaco_dspy.errors import ConfigurationError, JudgeError, PicacoError
-from picaco_dspy.judge import Judgement
+from picaco_dspy.batch import generate_responses, score_responses
+from picaco_dspy.bound import ResponseScore, TotalCorrelationBound, prompt_text
+from picaco_dspy.errors import ConfigurationError, PicacoError
 from picaco_dspy.pools import PooledResponse, PromptPool
 from picaco_dspy.program_edit import compose, own_instructions, target_predictors, with_meta_instruction
 from picaco_dspy.proposer import InstructionProposer
@@ -252,13 +251,12 @@ class _Run:
                 keep.append((i, rollout_id, response, q))
                 if len(seen) >= self.opt.noisy_pool_size:
                     break
-        judged = self._judge([(self.pools[i].prompt, r) for i, _, r, _ in keep])
+        scored = self._score([(self.pools[i].prompt, r) for i, _, r, _ in keep])
         per_prompt: dict[int, list[PooledResponse]] = {}
-        for (i, rollout_id, response, q), judgement in zip(keep, judged):
-            if isinstance(judgement, Exception):
+        for (i, rollout_id, response, _), score in zip(keep, scored):
+            if isinstance(score, Exception):
                 failed += 1
                 continue
-            score = self.metric.score_judged(judgement, q)
             per_prompt.setdefault(i, []).append(PooledResponse(response, score, 0, rollout_id, ""))
         for i, pool in enumerate(self.pools):
             pool.set_noisy(per_prompt.get(i, []), self.opt.noisy_pool_size)
@@ -410,53 +408,14 @@ class _Run:
             for j in range(samples)
         ]
         jobs = [(i, j) for i in range(len(inputs)) for j in range(samples)]
-
-        def run(job: tuple[int, int]) -> str | Exception:
-            i, j = job
-            try:
-                return response_text(programs[j](**inputs[i]), self.metric.response_field)
-            except Exception as exc:
-                logger.warning("Rollout failed (prompt %d, sample %d): %s: %s", i, j, type(exc).__name__, exc)
-                return exc
-
-        with self.meter.track("target"):
-            outcomes = self._parallel(run, jobs)
+        outcomes = generate_responses([(programs[j], inputs[i]) for i, j in jobs],
+                                      response_field=self.metric.response_field, meter=self.meter,
+                                      num_threads=self.opt.num_threads, progress=self.opt.progress)
         return [((i, base + j), out) for (i, j), out in zip(jobs, outcomes)]
 
-    def _judge(self, items: list[tuple[str, str]]) -> list[Judgement | Exception]:
-        def run(item: tuple[str, str]) -> Judgement | Exception:
-            try:
-                return self.metric.judge.judge(item[0], item[1], self.values)
-            except JudgeError as exc:
-                logger.warning("Judgement failed: %s", exc)
-                return exc
-
-        with self.meter.track("judge"):
-            return self._parallel(run, items)
-
     def _score(self, items: list[tuple[str, str]]) -> list[ResponseScore | Exception]:
-        judgements = self._judge(items)
-        q_phi = self.metric.redundancy_of([p for p, _ in items], [r for _, r in items])
-        return [j if isinstance(j, Exception) else self.metric.score_judged(j, q) for j, q in zip(judgements, q_phi)]
-
-    def _parallel(self, fn: Callable[[Any], T], items: list[Any]) -> list[T]:
-        """Run ``fn`` over ``items`` with DSPy's executor (settings and usage tracking reach the worker threads).
-
-        ``fn`` returns failures as exception values; they are boxed so that the executor keeps them as results.
-        """
-        if not items:
-            return []
-        executor = ParallelExecutor(
-            num_threads=self.opt.num_threads,
-            max_errors=len(items) + 1,
-            disable_progress_bar=not self.opt.progress,
-            provide_traceback=False,
-            timeout=0,
-        )
-        boxed = executor.execute(lambda item: (fn(item),), items)
-        if any(box is None for box in boxed):
-            raise PicacoError("A parallel batch was cancelled before it finished; see the log.")
-        return [box[0] for box in boxed]
+        return score_responses(self.metric, items, meter=self.meter, num_threads=self.opt.num_threads,
+                               progress=self.opt.progress)
 
     def _elapsed(self) -> float:
         return round(time.monotonic() - self.started, 3)

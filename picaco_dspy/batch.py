@@ -1,0 +1,83 @@
+"""Batched, parallel program runs and judgements, with failures returned as values and usage metered per role.
+
+A failure is logged, counted by the caller and kept out of every score: it is returned as the exception, never as 0.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import dspy
+from dspy.utils.parallelizer import ParallelExecutor
+
+from picaco_dspy.bound import ResponseScore, TotalCorrelationBound, response_text
+from picaco_dspy.errors import JudgeError, PicacoError
+from picaco_dspy.usage import UsageMeter
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def parallel_map(fn: Callable[[Any], T], items: Sequence[Any], *, num_threads: int | None = None,
+                 progress: bool = True) -> list[T]:
+    """``[fn(item) for item in items]`` on DSPy's executor (DSPy settings and usage tracking reach the threads).
+
+    ``fn`` must return failures as exception values; they are boxed so that the executor keeps them as results.
+    """
+    if not items:
+        return []
+    executor = ParallelExecutor(num_threads=num_threads, max_errors=len(items) + 1, disable_progress_bar=not progress,
+                                provide_traceback=False, timeout=0)
+    boxed = executor.execute(lambda item: (fn(item),), list(items))
+    if any(box is None for box in boxed):
+        raise PicacoError("A parallel batch was cancelled before it finished; see the log.")
+    return [box[0] for box in boxed]
+
+
+def generate_responses(jobs: Sequence[tuple[dspy.Module, dict[str, Any]]], *, response_field: str | None = None,
+                       meter: UsageMeter | None = None, num_threads: int | None = None,
+                       progress: bool = True) -> list[str | Exception]:
+    """Run each ``(program, inputs)`` job and return its response text, or the exception it raised."""
+
+    def run(job: tuple[dspy.Module, dict[str, Any]]) -> str | Exception:
+        program, inputs = job
+        try:
+            return response_text(program(**inputs), response_field)
+        except Exception as exc:
+            logger.warning("Program run failed on %r: %s: %s", _short(inputs), type(exc).__name__, exc)
+            return exc
+
+    with _track(meter, "target"):
+        return parallel_map(run, jobs, num_threads=num_threads, progress=progress)
+
+
+def score_responses(metric: TotalCorrelationBound, items: Sequence[tuple[str, str]], *,
+                    meter: UsageMeter | None = None, num_threads: int | None = None,
+                    progress: bool = True) -> list[ResponseScore | JudgeError]:
+    """Judge each ``(prompt, response)`` and combine with ``q_phi``; a failed judgement comes back as its error."""
+
+    def judge(item: tuple[str, str]):
+        try:
+            return metric.judge.judge(item[0], item[1], metric.values)
+        except JudgeError as exc:
+            logger.warning("Judgement failed: %s", exc)
+            return exc
+
+    with _track(meter, "judge"):
+        judgements = parallel_map(judge, items, num_threads=num_threads, progress=progress)
+    q_phi = metric.redundancy_of([p for p, _ in items], [r for _, r in items])
+    return [j if isinstance(j, Exception) else metric.score_judged(j, q) for j, q in zip(judgements, q_phi)]
+
+
+def _track(meter: UsageMeter | None, role: str):
+    from contextlib import nullcontext
+
+    return meter.track(role) if meter is not None else nullcontext()
+
+
+def _short(inputs: dict[str, Any]) -> str:
+    text = " ".join(str(v) for v in inputs.values())
+    return text if len(text) <= 60 else text[:57] + "..."
