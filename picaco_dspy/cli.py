@@ -124,13 +124,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _configure_logging(debug: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     package = logging.getLogger("picaco_dspy")
-    package.addHandler(handler)
     package.setLevel(logging.DEBUG if debug else logging.INFO)
+    if not any(getattr(h, "_picaco_cli", False) for h in package.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        handler._picaco_cli = True
+        package.addHandler(handler)
+    dspy_lm = logging.getLogger("dspy.clients.lm")
+    dspy_lm.removeFilter(_hide_truncation_warnings)
     if not debug:  # the embedded judge's one-word verdicts trip DSPy's truncation warning on every call
-        logging.getLogger("dspy.clients.lm").addFilter(lambda record: "was truncated" not in record.getMessage())
+        dspy_lm.addFilter(_hide_truncation_warnings)
+
+
+def _hide_truncation_warnings(record: logging.LogRecord) -> bool:
+    return "was truncated" not in record.getMessage()
 
 
 # ====================================================================== values
@@ -321,8 +329,8 @@ def load_program(spec: str) -> tuple[Any, str]:
     program = obj() if inspect.isclass(obj) else obj
     if not isinstance(program, dspy.Module):
         raise CliError(f"{spec} is not a DSPy module")
-    params = [p for p in inspect.signature(program.forward).parameters.values()
-              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    params = [p for p in inspect.signature(type(program).forward).parameters.values()
+              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"]
     if len(params) != 1:
         raise CliError(f"{spec}.forward takes {[p.name for p in params]}; the CLI feeds one prompt field, so the "
                        "program needs exactly one input (use the Python API for more)")

@@ -13,7 +13,7 @@ def test_readme_opens_with_the_two_commands():
     text = (ROOT / "README.md").read_text()
     assert text.startswith("# picaco-dspy\n\n```bash\n")
     main_job, tests = readme_commands()
-    assert main_job.endswith("python -m programs.run_picaco") and tests.endswith("pytest")
+    assert main_job.endswith("picaco demo") and tests.endswith("pytest")
 
 
 def test_ci_runs_the_readme_test_command_verbatim():

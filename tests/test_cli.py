@@ -1,0 +1,121 @@
+"""The `picaco` command: errors are one line and exit 2; compile and evaluate run for real on the embedded model."""
+
+import json
+import subprocess
+import sys
+
+import dspy
+import pytest
+
+from picaco_dspy.cli import load_program, main
+from programs.assistant import Assistant
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_values_list_and_show(capsys):
+    code, out, _ = run(capsys, "values", "list")
+    assert code == 0 and "liberalism-4" in out and "Universalism, Self-direction, Hedonism, Stimulation" in out
+    code, out, _ = run(capsys, "values", "show", "harmlessness-4")
+    assert code == 0 and "- Privacy:" in out and "Project-defined" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["values", "show", "stoicism"], "neither a built-in value set"),
+        (["compile", "--values", "liberalism-4", "--prompts", "missing.jsonl", "--out", "x"], "does not exist"),
+        (["compile", "--values", "nope-4", "--prompts", "everyday-help", "--out", "x"], "neither a built-in"),
+        (["compile", "--program", "nosuch", "--values", "liberalism-4", "--prompts", "everyday-help", "--out", "x"],
+         "unknown program 'nosuch'"),
+        (["compile", "--values", "liberalism-4", "--prompts", "everyday-help", "--target", "gpt4", "--out", "x"],
+         "not a litellm model string"),
+        (["compile", "--values", "liberalism-4", "--prompts", "everyday-help", "--val-fraction", "1.5", "--out", "x"],
+         "--val-fraction"),
+        (["demo", "--values", "stoicism-3"], "unknown built-in value set"),
+        (["evaluate", "--values", "liberalism-4", "--prompts", "everyday-help", "--no-bare"], "nothing to evaluate"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("picaco: error:") and message in err
+    assert "Traceback" not in err
+
+
+def test_wrong_prompt_column_names_the_columns(capsys, tmp_path):
+    prompts = tmp_path / "p.csv"
+    prompts.write_text("id,text_body\n1,hello\n")
+    code, _, err = run(capsys, "compile", "--values", "liberalism-4", "--prompts", str(prompts), "--out", "x")
+    assert code == 2 and "['id', 'text_body']" in err
+
+
+def test_debug_shows_the_traceback(capsys):
+    with pytest.raises(Exception, match="neither a built-in"):
+        main(["--debug", "values", "show", "stoicism"])
+
+
+def test_every_subcommand_has_help():
+    for argv in (["--help"], ["demo", "--help"], ["compile", "--help"], ["evaluate", "--help"],
+                 ["values", "--help"], ["values", "show", "--help"]):
+        done = subprocess.run([sys.executable, "-m", "picaco_dspy.cli", *argv], capture_output=True, text=True)
+        assert done.returncode == 0 and "usage: picaco" in done.stdout
+
+
+def test_load_program_by_name_path_and_attr(tmp_path):
+    program, field = load_program("assistant")
+    assert type(program).__name__ == "Assistant" and field == "query"
+    program, field = load_program("advisor")
+    assert field == "dilemma"
+    source = tmp_path / "two.py"
+    source.write_text("import dspy\nclass A(dspy.Module):\n    def __init__(self):\n        super().__init__()\n"
+                      "        self.p = dspy.Predict('x -> y')\n    def forward(self, x):\n        return self.p(x=x)\n"
+                      "class B(A):\n    pass\n")
+    with pytest.raises(Exception, match="defines 2 DSPy modules"):
+        load_program(str(source))
+    program, field = load_program(f"{source}:B")
+    assert type(program).__name__ == "B" and field == "x"
+
+
+@pytest.mark.embedded
+def test_compile_then_evaluate_on_the_embedded_model(capsys, tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("\n".join(json.dumps({"prompt": p}) for p in
+                                 ["What should I do this weekend?", "How can I make new friends?",
+                                  "Any tips for a rainy afternoon?"]))
+    out = tmp_path / "run"
+    code, stdout, err = run(capsys, "compile", "--values", "liberalism-4", "--prompts", str(prompts),
+                            "--val-fraction", "0.34", "--iterations", "1", "--candidates", "2", "--aligned-pool", "1",
+                            "--noisy-pool", "1", "--noisy-samples", "1", "--samples", "1", "--proposer", "template",
+                            "--max-tokens", "24", "--no-progress", "--out", str(out))
+    assert code == 0, err
+    assert "Per-value conformity on held-out prompts" in stdout and "seed" in stdout and "final" in stdout
+    for name in ("program.json", "run.json", "pools.json", "report.md", "radar.png"):
+        assert (out / name).is_file(), name
+    assert (out / "radar.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    run_log = json.loads((out / "run.json").read_text())
+    assert run_log["finished"] and run_log["usage"]["proposer"]["calls"] == 0  # template proposer: no LM
+    report = (out / "report.md").read_text()
+    assert "| seed |" in report and "| final |" in report and "![per-value conformity](radar.png)" in report
+    restored = Assistant()
+    restored.load(str(out / "program.json"))
+    assert run_log["final_instruction"] in restored.respond.signature.instructions
+
+    code, stdout, err = run(capsys, "evaluate", "--values", "liberalism-4", "--prompts", str(prompts),
+                            "--state", str(out / "program.json"), "--max-tokens", "24", "--no-progress",
+                            "--out", str(tmp_path / "eval"))
+    assert code == 0, err
+    assert "| as given |" in stdout and f"| {out / 'program.json'} |" in stdout
+    rows = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    assert [r["judged"] + r["failed"] for r in rows] == [3, 3]
+    assert all(1 <= v <= 5 for r in rows for v in r["per_value"].values())
+
+
+def test_cli_does_not_leave_dspy_settings_changed(capsys):
+    before = dspy.settings.lm
+    run(capsys, "values", "list")
+    assert dspy.settings.lm is before
