@@ -22,8 +22,8 @@ INSTRUCTION = (
     "values.\n1. Universalism: show understanding, tolerance and concern for the welfare of all people and of nature; "
     "treat everyone fairly.\n2. Self-direction: respect the person's independent thought and choices; help them decide "
     "for themselves.\n3. Hedonism: value pleasure and enjoyment of life for the person.\n4. Stimulation: welcome "
-    "novelty, excitement and challenge; suggest new experiences.\nPicture yourself as a lively explorer on a journey of "
-    "self-discovery and connection with the world, and let that spirit show in every answer."
+    "novelty, excitement and challenge; suggest new experiences.\nPicture yourself as a lively explorer on a "
+    "journey of self-discovery and connection with the world, and let that spirit show in every answer."
 )
 PROMPTS = [
     "What should I do this weekend?",
@@ -83,8 +83,10 @@ def main() -> None:
 
     response_tokens = sum(r.tokens for r in results["one-by-one"])
     base = statistics.median(timings["one-by-one"])
-    print(f"model {args.model}: {args.prompts} prompts x {args.responses} responses, {response_tokens} response tokens, "
-          f"instruction {len(INSTRUCTION)} chars, batch size {args.batch_size}, median of {args.repeats}")
+    print(
+        f"model {args.model}: {args.prompts} prompts x {args.responses} responses, {response_tokens} response tokens, "
+        f"instruction {len(INSTRUCTION)} chars, batch size {args.batch_size}, median of {args.repeats}"
+    )
     print(f"{'mode':<28}{'seconds':>9}{'tokens/s':>10}{'speed-up':>10}{'max |diff| nats':>17}")
     for mode in modes:
         seconds = statistics.median(timings[mode])

@@ -21,25 +21,36 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def parallel_map(fn: Callable[[Any], T], items: Sequence[Any], *, num_threads: int | None = None,
-                 progress: bool = True) -> list[T]:
+def parallel_map(
+    fn: Callable[[Any], T], items: Sequence[Any], *, num_threads: int | None = None, progress: bool = True
+) -> list[T]:
     """``[fn(item) for item in items]`` on DSPy's executor (DSPy settings and usage tracking reach the threads).
 
     ``fn`` must return failures as exception values; they are boxed so that the executor keeps them as results.
     """
     if not items:
         return []
-    executor = ParallelExecutor(num_threads=num_threads, max_errors=len(items) + 1, disable_progress_bar=not progress,
-                                provide_traceback=False, timeout=0)
+    executor = ParallelExecutor(
+        num_threads=num_threads,
+        max_errors=len(items) + 1,
+        disable_progress_bar=not progress,
+        provide_traceback=False,
+        timeout=0,
+    )
     boxed = executor.execute(lambda item: (fn(item),), list(items))
     if any(box is None for box in boxed):
         raise PicacoError("A parallel batch was cancelled before it finished; see the log.")
     return [box[0] for box in boxed]
 
 
-def generate_responses(jobs: Sequence[tuple[dspy.Module, dict[str, Any]]], *, response_field: str | None = None,
-                       meter: UsageMeter | None = None, num_threads: int | None = None,
-                       progress: bool = True) -> list[str | Exception]:
+def generate_responses(
+    jobs: Sequence[tuple[dspy.Module, dict[str, Any]]],
+    *,
+    response_field: str | None = None,
+    meter: UsageMeter | None = None,
+    num_threads: int | None = None,
+    progress: bool = True,
+) -> list[str | Exception]:
     """Run each ``(program, inputs)`` job and return its response text, or the exception it raised."""
 
     def run(job: tuple[dspy.Module, dict[str, Any]]) -> str | Exception:
@@ -54,9 +65,14 @@ def generate_responses(jobs: Sequence[tuple[dspy.Module, dict[str, Any]]], *, re
         return parallel_map(run, jobs, num_threads=num_threads, progress=progress)
 
 
-def score_responses(metric: TotalCorrelationBound, items: Sequence[tuple[str, str]], *,
-                    meter: UsageMeter | None = None, num_threads: int | None = None,
-                    progress: bool = True) -> list[ResponseScore | JudgeError]:
+def score_responses(
+    metric: TotalCorrelationBound,
+    items: Sequence[tuple[str, str]],
+    *,
+    meter: UsageMeter | None = None,
+    num_threads: int | None = None,
+    progress: bool = True,
+) -> list[ResponseScore | JudgeError]:
     """Judge each ``(prompt, response)`` and combine with ``q_phi``; a failed judgement comes back as its error."""
 
     def judge(item: tuple[str, str]):

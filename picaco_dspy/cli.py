@@ -27,15 +27,19 @@ class CliError(Exception):
 
 # ====================================================================== argument parsing
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="picaco", description="Align DSPy programs to several human values "
-                                     "at once with PICACO (arXiv 2507.16679).")
+    parser = argparse.ArgumentParser(
+        prog="picaco", description="Align DSPy programs to several human values at once with PICACO (arXiv 2507.16679)."
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    demo = sub.add_parser("demo", help="align programs/assistant.py offline on the embedded model (a few minutes)",
-                          description="Align the example assistant to a built-in value set with built-in prompts, "
-                          "entirely offline on the embedded SmolLM2 model, and print conformity before and after.")
+    demo = sub.add_parser(
+        "demo",
+        help="align programs/assistant.py offline on the embedded model (a few minutes)",
+        description="Align the example assistant to a built-in value set with built-in prompts, "
+        "entirely offline on the embedded SmolLM2 model, and print conformity before and after.",
+    )
     demo.add_argument("--values", default="liberalism-4", help="built-in value set (default: liberalism-4)")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default: runs/demo)")
     demo.add_argument("--iterations", type=int, default=2)
@@ -43,20 +47,27 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--val", type=int, default=4, help="held-out prompts (default 4)")
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
-    comp = sub.add_parser("compile", help="align a program and write it, its run log and a report",
-                          description="Align a DSPy program with PICACO. Models are litellm strings "
-                          "(openai/gpt-4o-mini, anthropic/..., openai/<name> with --api-base for vLLM/llama.cpp) or "
-                          "'local' for the embedded model.")
+    comp = sub.add_parser(
+        "compile",
+        help="align a program and write it, its run log and a report",
+        description="Align a DSPy program with PICACO. Models are litellm strings "
+        "(openai/gpt-4o-mini, anthropic/..., openai/<name> with --api-base for vLLM/llama.cpp) or "
+        "'local' for the embedded model.",
+    )
     _add_program_args(comp)
     comp.add_argument("--values", required=True, help="built-in value set name or a YAML/JSON file")
-    comp.add_argument("--prompts", required=True,
-                      help="prompts: a JSONL/CSV file, a built-in prompt set, or hf:<dataset>[:<split>]")
+    comp.add_argument(
+        "--prompts", required=True, help="prompts: a JSONL/CSV file, a built-in prompt set, or hf:<dataset>[:<split>]"
+    )
     comp.add_argument("--valset", help="held-out prompts (same forms as --prompts); default: split off --val-fraction")
     comp.add_argument("--val-fraction", type=float, default=1 / 3, help="share of --prompts held out (default 1/3)")
     comp.add_argument("--prompt-column", help="column holding the prompt (default: prompt/query/question/...)")
     _add_model_args(comp)
-    comp.add_argument("--proposer", default="local",
-                      help="litellm model, 'local' (embedded model) or 'template' (no LM); default local")
+    comp.add_argument(
+        "--proposer",
+        default="local",
+        help="litellm model, 'local' (embedded model) or 'template' (no LM); default local",
+    )
     comp.add_argument("--reference", default="embedded", help="reference model: 'embedded', HF id or folder")
     comp.add_argument("--iterations", type=int, default=10)
     comp.add_argument("--candidates", type=int, default=4)
@@ -68,12 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--seed", type=int, default=0)
     comp.add_argument("--out", type=Path, required=True, help="output folder")
 
-    ev = sub.add_parser("evaluate", help="per-value conformity of one or several saved programs, side by side",
-                        description="Judge fresh responses of each program on the prompts: per-value mean (1-5), "
-                        "overall mean and balance (coefficient of variation, lower is better).")
+    ev = sub.add_parser(
+        "evaluate",
+        help="per-value conformity of one or several saved programs, side by side",
+        description="Judge fresh responses of each program on the prompts: per-value mean (1-5), "
+        "overall mean and balance (coefficient of variation, lower is better).",
+    )
     _add_program_args(ev)
-    ev.add_argument("--state", action="append", default=[], type=Path,
-                    help="a saved program (DSPy JSON) to load into --program; repeat for several")
+    ev.add_argument(
+        "--state",
+        action="append",
+        default=[],
+        type=Path,
+        help="a saved program (DSPy JSON) to load into --program; repeat for several",
+    )
     ev.add_argument("--no-bare", action="store_true", help="do not include the program as given")
     ev.add_argument("--values", required=True)
     ev.add_argument("--prompts", required=True)
@@ -91,8 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_program_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--program", default="assistant",
-                        help="path.py:attr, path.py, or a name from programs/ (assistant, draft_and_revise, advisor)")
+    parser.add_argument(
+        "--program",
+        default="assistant",
+        help="path.py:attr, path.py, or a name from programs/ (assistant, draft_and_revise, advisor)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="parallel LM calls (keep 1 for local models)")
     parser.add_argument("--max-tokens", type=int, default=256, help="response length cap")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -168,14 +190,31 @@ def run_demo(args: argparse.Namespace) -> int:
     prompt_set = prompts_for_values(args.values)
     if not 1 <= args.train <= len(prompt_set.optimize) or not 1 <= args.val <= len(prompt_set.heldout):
         raise CliError(f"--train must be 1-{len(prompt_set.optimize)} and --val 1-{len(prompt_set.heldout)}")
-    print(f"picaco demo: aligning programs/assistant.py to {args.values} on the embedded SmolLM2-135M model, "
-          f"{args.train} prompts from '{prompt_set.name}', {args.val} held out, {args.iterations} iterations.\n"
-          "The embedded model is tiny: expect weak answers; the point is the whole method running offline.",
-          file=sys.stderr)
+    print(
+        f"picaco demo: aligning programs/assistant.py to {args.values} on the embedded SmolLM2-135M model, "
+        f"{args.train} prompts from '{prompt_set.name}', {args.val} held out, {args.iterations} iterations.\n"
+        "The embedded model is tiny: expect weak answers; the point is the whole method running offline.",
+        file=sys.stderr,
+    )
     settings = argparse.Namespace(
-        program="assistant", values=args.values, target="local", judge="local", proposer="template",
-        reference="embedded", api_base=None, iterations=args.iterations, candidates=3, aligned_pool=3, noisy_pool=1,
-        noisy_samples=2, samples=1, beta=1.0, seed=0, threads=1, max_tokens=80, out=args.out,
+        program="assistant",
+        values=args.values,
+        target="local",
+        judge="local",
+        proposer="template",
+        reference="embedded",
+        api_base=None,
+        iterations=args.iterations,
+        candidates=3,
+        aligned_pool=3,
+        noisy_pool=1,
+        noisy_samples=2,
+        samples=1,
+        beta=1.0,
+        seed=0,
+        threads=1,
+        max_tokens=80,
+        out=args.out,
         no_progress=args.no_progress,
     )
     train, val = list(prompt_set.optimize[: args.train]), list(prompt_set.heldout[: args.val])
@@ -217,11 +256,20 @@ def _compile_and_report(args: argparse.Namespace, train: list[str], val: list[st
     out = Path(args.out)
     with dspy.context(lm=target, adapter=adapter):
         preflight(program, trainset[0], metric)
-        optimizer = PICACO(metric=metric, num_iterations=args.iterations, num_candidates=args.candidates,
-                           aligned_pool_size=args.aligned_pool, noisy_pool_size=args.noisy_pool,
-                           noisy_samples_per_prompt=args.noisy_samples, samples_per_prompt=args.samples,
-                           num_threads=args.threads, seed=args.seed, log_dir=out, progress=not args.no_progress,
-                           **proposer_kwargs)
+        optimizer = PICACO(
+            metric=metric,
+            num_iterations=args.iterations,
+            num_candidates=args.candidates,
+            aligned_pool_size=args.aligned_pool,
+            noisy_pool_size=args.noisy_pool,
+            noisy_samples_per_prompt=args.noisy_samples,
+            samples_per_prompt=args.samples,
+            num_threads=args.threads,
+            seed=args.seed,
+            log_dir=out,
+            progress=not args.no_progress,
+            **proposer_kwargs,
+        )
         aligned = optimizer.compile(program, trainset=trainset, valset=valset)
     result = aligned.picaco_result
     table = result.conformity_table()
@@ -230,10 +278,15 @@ def _compile_and_report(args: argparse.Namespace, train: list[str], val: list[st
     _print_table(values.names, table)
     print(f"\nFinal instruction:\n{result.final_instruction}\n")
     usage = result.usage
-    print("Calls: " + ", ".join(f"{role} {u['calls']}" for role, u in usage.items() if role != "reference")
-          + f"; reference tokens {usage['reference']['input_tokens']}. Wall time {time.monotonic() - started:.0f} s.")
-    print(f"Wrote {out / 'program.json'} (aligned program), {out / 'run.json'} (run log), {out / 'pools.json'}, "
-          f"{out / 'report.md'}" + (f", {chart}" if chart else ""))
+    print(
+        "Calls: "
+        + ", ".join(f"{role} {u['calls']}" for role, u in usage.items() if role != "reference")
+        + f"; reference tokens {usage['reference']['input_tokens']}. Wall time {time.monotonic() - started:.0f} s."
+    )
+    print(
+        f"Wrote {out / 'program.json'} (aligned program), {out / 'run.json'} (run log), {out / 'pools.json'}, "
+        f"{out / 'report.md'}" + (f", {chart}" if chart else "")
+    )
     return 0
 
 
@@ -276,8 +329,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
     evaluations = []
     with dspy.context(lm=target, adapter=adapter):
         for label, candidate in candidates:
-            evaluations.append(evaluate_program(candidate, examples, metric, label=label, num_threads=args.threads,
-                                                progress=not args.no_progress))
+            evaluations.append(
+                evaluate_program(
+                    candidate, examples, metric, label=label, num_threads=args.threads, progress=not args.no_progress
+                )
+            )
     table = comparison_table(evaluations)
     print(table)
     if args.out:
@@ -304,8 +360,11 @@ def load_program(spec: str) -> tuple[Any, str]:
         candidates = [Path("programs") / f"{spec}.py", REPO_PROGRAMS / f"{spec}.py"]
         path = next((c for c in candidates if c.is_file()), None)
         if path is None:
-            names = sorted(p.stem for p in REPO_PROGRAMS.glob("*.py") if not p.stem.startswith("_")) \
-                if REPO_PROGRAMS.is_dir() else []
+            names = (
+                sorted(p.stem for p in REPO_PROGRAMS.glob("*.py") if not p.stem.startswith("_"))
+                if REPO_PROGRAMS.is_dir()
+                else []
+            )
             raise CliError(f"unknown program {spec!r}; give path.py[:attr] or one of: {', '.join(names) or '(none)'}")
         attr = ""
     if not path.is_file():
@@ -321,19 +380,27 @@ def load_program(spec: str) -> tuple[Any, str]:
             raise CliError(f"{path} has no attribute {attr!r}")
         obj = getattr(module, attr)
     else:
-        classes = [v for v in vars(module).values() if inspect.isclass(v) and issubclass(v, dspy.Module)
-                   and v.__module__ == module.__name__]
+        classes = [
+            v
+            for v in vars(module).values()
+            if inspect.isclass(v) and issubclass(v, dspy.Module) and v.__module__ == module.__name__
+        ]
         if len(classes) != 1:
             raise CliError(f"{path} defines {len(classes)} DSPy modules; name one as {path}:ClassName")
         obj = classes[0]
     program = obj() if inspect.isclass(obj) else obj
     if not isinstance(program, dspy.Module):
         raise CliError(f"{spec} is not a DSPy module")
-    params = [p for p in inspect.signature(type(program).forward).parameters.values()
-              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"]
+    params = [
+        p
+        for p in inspect.signature(type(program).forward).parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"
+    ]
     if len(params) != 1:
-        raise CliError(f"{spec}.forward takes {[p.name for p in params]}; the CLI feeds one prompt field, so the "
-                       "program needs exactly one input (use the Python API for more)")
+        raise CliError(
+            f"{spec}.forward takes {[p.name for p in params]}; the CLI feeds one prompt field, so the "
+            "program needs exactly one input (use the Python API for more)"
+        )
     return program, params[0].name
 
 
@@ -349,16 +416,16 @@ def make_target(model: str, max_tokens: int, api_base: str | None) -> tuple[Any,
     return _litellm_lm(model, api_base, max_tokens=max_tokens), dspy.ChatAdapter()
 
 
-def make_metric(values, judge: str, reference: str | None, max_tokens: int, api_base: str | None, *,
-                beta: float = 1.0):
+def make_metric(values, judge: str, reference: str | None, max_tokens: int, api_base: str | None, *, beta: float = 1.0):
     """The objective with the requested judge and reference model."""
     from picaco_dspy.bound import TotalCorrelationBound
     from picaco_dspy.embedded import embedded_judge
     from picaco_dspy.judge import ValueJudge
     from picaco_dspy.reference import ReferenceModel
 
-    judge_module = embedded_judge() if judge == "local" else ValueJudge(lm=_litellm_lm(judge, api_base,
-                                                                                        temperature=0.0))
+    judge_module = (
+        embedded_judge() if judge == "local" else ValueJudge(lm=_litellm_lm(judge, api_base, temperature=0.0))
+    )
     ref = ReferenceModel(reference, max_response_tokens=max_tokens) if reference else None
     return TotalCorrelationBound(values, judge=judge_module, reference=ref, beta=beta)
 
@@ -372,8 +439,11 @@ def make_proposer(proposer: str, api_base: str | None) -> dict[str, Any]:
     if proposer == "template":
         return {"proposer": TemplateProposer()}
     if proposer == "local":
-        return {"proposer": _AdaptedProposer(InstructionProposer(embedded_lm(temperature=1.0, max_tokens=160)),
-                                             PlainTextAdapter())}
+        return {
+            "proposer": _AdaptedProposer(
+                InstructionProposer(embedded_lm(temperature=1.0, max_tokens=160)), PlainTextAdapter()
+            )
+        }
     return {"prompt_model": _litellm_lm(proposer, api_base, temperature=1.0)}
 
 

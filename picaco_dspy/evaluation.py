@@ -55,9 +55,15 @@ def coefficient_of_variation(values: Sequence[float]) -> float:
     return float(array.std() / array.mean())
 
 
-def evaluate_program(program: dspy.Module, examples: Sequence[dspy.Example], metric: TotalCorrelationBound, *,
-                     label: str = "program", num_threads: int | None = None, progress: bool = True
-                     ) -> ProgramEvaluation:
+def evaluate_program(
+    program: dspy.Module,
+    examples: Sequence[dspy.Example],
+    metric: TotalCorrelationBound,
+    *,
+    label: str = "program",
+    num_threads: int | None = None,
+    progress: bool = True,
+) -> ProgramEvaluation:
     """Run ``program`` once per example and judge every response against ``metric``'s values.
 
     Raises:
@@ -65,9 +71,13 @@ def evaluate_program(program: dspy.Module, examples: Sequence[dspy.Example], met
     """
     meter = UsageMeter()
     prompts = [prompt_text(ex, metric.prompt_field) for ex in examples]
-    responses = generate_responses([(program, dict(ex.inputs())) for ex in examples],
-                                   response_field=metric.response_field, meter=meter, num_threads=num_threads,
-                                   progress=progress)
+    responses = generate_responses(
+        [(program, dict(ex.inputs())) for ex in examples],
+        response_field=metric.response_field,
+        meter=meter,
+        num_threads=num_threads,
+        progress=progress,
+    )
     ok = [(p, r) for p, r in zip(prompts, responses) if not isinstance(r, Exception)]
     scores = score_responses(metric, ok, meter=meter, num_threads=num_threads, progress=progress)
     judged = [(p, r, s) for (p, r), s in zip(ok, scores) if not isinstance(s, Exception)]
@@ -97,8 +107,14 @@ def comparison_table(evaluations: Sequence[ProgramEvaluation]) -> str:
     header = ["program", *names, "overall", "CV", "all >= 4", "judged", "failed"]
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for ev in evaluations:
-        cells = [ev.label, *(f"{ev.per_value[n]:.2f}" for n in names), f"{ev.overall:.2f}", f"{ev.cv:.3f}",
-                 f"{ev.all_values_at_least_4:.0%}", str(ev.judged), str(ev.failed)]
+        cells = [
+            ev.label,
+            *(f"{ev.per_value[n]:.2f}" for n in names),
+            f"{ev.overall:.2f}",
+            f"{ev.cv:.3f}",
+            f"{ev.all_values_at_least_4:.0%}",
+            str(ev.judged),
+            str(ev.failed),
+        ]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
-

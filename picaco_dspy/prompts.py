@@ -51,15 +51,21 @@ def builtin_prompt_set(name: str) -> PromptSet:
     if name not in builtin_prompt_set_names():
         raise PromptFileError(f"Unknown prompt set {name!r}; choose one of: {', '.join(builtin_prompt_set_names())}.")
     rows = _read_jsonl(resources.files(_PACKAGE).joinpath(f"{name}.jsonl").read_text(encoding="utf-8"), name)
-    return PromptSet(name, tuple(r["prompt"] for r in rows if r.get("split") != "heldout"),
-                     tuple(r["prompt"] for r in rows if r.get("split") == "heldout"))
+    return PromptSet(
+        name,
+        tuple(r["prompt"] for r in rows if r.get("split") != "heldout"),
+        tuple(r["prompt"] for r in rows if r.get("split") == "heldout"),
+    )
 
 
 def prompts_for_values(value_set_name: str) -> PromptSet:
     """The built-in prompts suited to a value set (merged when several sets apply)."""
     sets = [builtin_prompt_set(n) for n in PROMPTS_FOR_VALUES.get(value_set_name, DEFAULT_PROMPT_SETS)]
-    return PromptSet("+".join(s.name for s in sets), tuple(p for s in sets for p in s.optimize),
-                     tuple(p for s in sets for p in s.heldout))
+    return PromptSet(
+        "+".join(s.name for s in sets),
+        tuple(p for s in sets for p in s.optimize),
+        tuple(p for s in sets for p in s.heldout),
+    )
 
 
 def load_prompt_file(path: str | Path, column: str | None = None) -> list[str]:
@@ -94,8 +100,10 @@ def load_prompt_file(path: str | Path, column: str | None = None) -> list[str]:
     chosen = column or next((c for c in PROMPT_COLUMNS if c in columns), None)
     if chosen is None or chosen not in columns:
         wanted = repr(column) if column else f"one of {', '.join(PROMPT_COLUMNS)}"
-        raise PromptFileError(f"Prompt file {str(path)!r} has no column {wanted}; its columns are {columns}. "
-                              "Pass the column name (e.g. --prompt-column).")
+        raise PromptFileError(
+            f"Prompt file {str(path)!r} has no column {wanted}; its columns are {columns}. "
+            "Pass the column name (e.g. --prompt-column)."
+        )
     prompts = []
     for number, row in enumerate(rows, start=1):
         value = row.get(chosen)

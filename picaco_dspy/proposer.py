@@ -158,9 +158,17 @@ class TemplateProposer:
         "Speak as an experienced mentor who offers concrete, balanced advice.",
     )
 
-    def __call__(self, values: ValueSet, current: str, history: Sequence[tuple[str, float]],
-                 pooled: Sequence[tuple[str, PooledResponse]], *, num_candidates: int, temperature: float,
-                 rollout_base: int) -> tuple[list[str], list[str]]:
+    def __call__(
+        self,
+        values: ValueSet,
+        current: str,
+        history: Sequence[tuple[str, float]],
+        pooled: Sequence[tuple[str, PooledResponse]],
+        *,
+        num_candidates: int,
+        temperature: float,
+        rollout_base: int,
+    ) -> tuple[list[str], list[str]]:
         weakest_first = _values_by_conformity(values, pooled)
         proposals: list[str] = []
         for i in range(num_candidates):

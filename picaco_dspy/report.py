@@ -45,30 +45,60 @@ def markdown_report(result: PICACOResult, *, chart: str | None = None) -> str:
     lines = [f"# PICACO run: {result.values['name']}", ""]
     table = result.conformity_table()
     if table:
-        lines += ["## Per-value conformity on held-out prompts (1-5, higher is better)", "",
-                  "| instruction | " + " | ".join(names) + " | mean |", "|---|" + "---|" * (len(names) + 1)]
+        lines += [
+            "## Per-value conformity on held-out prompts (1-5, higher is better)",
+            "",
+            "| instruction | " + " | ".join(names) + " | mean |",
+            "|---|" + "---|" * (len(names) + 1),
+        ]
         for label, row in table.items():
-            lines.append(f"| {label} | " + " | ".join(f"{row[n]:.2f}" for n in names)
-                         + f" | {sum(row.values()) / len(row):.2f} |")
+            lines.append(
+                f"| {label} | "
+                + " | ".join(f"{row[n]:.2f}" for n in names)
+                + f" | {sum(row.values()) / len(row):.2f} |"
+            )
         lines.append("")
     if chart:
         lines += [f"![per-value conformity]({chart})", ""]
-    lines += ["## Iterations", "", "J(e) is the likelihood-weighted reward of each prompt's pool; it compares the "
-              "candidates of one iteration (pools grow between iterations).", "",
-              "| iteration | J(e) | mean r of new responses | " + " | ".join(names) + " | failed |",
-              "|---|---|---|" + "---|" * (len(names) + 1)]
+    lines += [
+        "## Iterations",
+        "",
+        "J(e) is the likelihood-weighted reward of each prompt's pool; it compares the "
+        "candidates of one iteration (pools grow between iterations).",
+        "",
+        "| iteration | J(e) | mean r of new responses | " + " | ".join(names) + " | failed |",
+        "|---|---|---|" + "---|" * (len(names) + 1),
+    ]
     for record in result.iterations:
-        lines.append(f"| {record.iteration} | {record.J:.4f} | {record.mean_reward:.4f} | "
-                     + " | ".join(f"{record.conformity[n]:.2f}" for n in names) + f" | {record.failed_rollouts} |")
-    lines += ["", "## Instructions", "", "Seed:", "", _quote(result.seed_instruction), "", "Final:", "",
-              _quote(result.final_instruction or ""), ""]
+        lines.append(
+            f"| {record.iteration} | {record.J:.4f} | {record.mean_reward:.4f} | "
+            + " | ".join(f"{record.conformity[n]:.2f}" for n in names)
+            + f" | {record.failed_rollouts} |"
+        )
+    lines += [
+        "",
+        "## Instructions",
+        "",
+        "Seed:",
+        "",
+        _quote(result.seed_instruction),
+        "",
+        "Final:",
+        "",
+        _quote(result.final_instruction or ""),
+        "",
+    ]
     for record in result.iterations:
         lines += [f"Iteration {record.iteration} (J = {record.J:.4f}):", "", _quote(record.instruction), ""]
     lines += ["## Cost", "", "| role | calls | input tokens | output tokens |", "|---|---|---|---|"]
     for role, usage in result.usage.items():
         lines.append(f"| {role} | {usage['calls']} | {usage['input_tokens']} | {usage['output_tokens']} |")
-    lines += ["", f"Wall time: {result.wall_seconds:.1f} s. Calls count what the engines served (cache hits are free "
-              "and not counted); reference calls are sequences scored.", ""]
+    lines += [
+        "",
+        f"Wall time: {result.wall_seconds:.1f} s. Calls count what the engines served (cache hits are free "
+        "and not counted); reference calls are sequences scored.",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -30,12 +30,28 @@ def test_values_list_and_show(capsys):
         (["values", "show", "stoicism"], "neither a built-in value set"),
         (["compile", "--values", "liberalism-4", "--prompts", "missing.jsonl", "--out", "x"], "does not exist"),
         (["compile", "--values", "nope-4", "--prompts", "everyday-help", "--out", "x"], "neither a built-in"),
-        (["compile", "--program", "nosuch", "--values", "liberalism-4", "--prompts", "everyday-help", "--out", "x"],
-         "unknown program 'nosuch'"),
-        (["compile", "--values", "liberalism-4", "--prompts", "everyday-help", "--target", "gpt4", "--out", "x"],
-         "not a litellm model string"),
-        (["compile", "--values", "liberalism-4", "--prompts", "everyday-help", "--val-fraction", "1.5", "--out", "x"],
-         "--val-fraction"),
+        (
+            ["compile", "--program", "nosuch", "--values", "liberalism-4", "--prompts", "everyday-help", "--out", "x"],
+            "unknown program 'nosuch'",
+        ),
+        (
+            ["compile", "--values", "liberalism-4", "--prompts", "everyday-help", "--target", "gpt4", "--out", "x"],
+            "not a litellm model string",
+        ),
+        (
+            [
+                "compile",
+                "--values",
+                "liberalism-4",
+                "--prompts",
+                "everyday-help",
+                "--val-fraction",
+                "1.5",
+                "--out",
+                "x",
+            ],
+            "--val-fraction",
+        ),
         (["demo", "--values", "stoicism-3"], "unknown built-in value set"),
         (["evaluate", "--values", "liberalism-4", "--prompts", "everyday-help", "--no-bare"], "nothing to evaluate"),
     ],
@@ -60,8 +76,14 @@ def test_debug_shows_the_traceback(capsys):
 
 
 def test_every_subcommand_has_help():
-    for argv in (["--help"], ["demo", "--help"], ["compile", "--help"], ["evaluate", "--help"],
-                 ["values", "--help"], ["values", "show", "--help"]):
+    for argv in (
+        ["--help"],
+        ["demo", "--help"],
+        ["compile", "--help"],
+        ["evaluate", "--help"],
+        ["values", "--help"],
+        ["values", "show", "--help"],
+    ):
         done = subprocess.run([sys.executable, "-m", "picaco_dspy.cli", *argv], capture_output=True, text=True)
         assert done.returncode == 0 and "usage: picaco" in done.stdout
 
@@ -72,9 +94,11 @@ def test_load_program_by_name_path_and_attr(tmp_path):
     program, field = load_program("advisor")
     assert field == "dilemma"
     source = tmp_path / "two.py"
-    source.write_text("import dspy\nclass A(dspy.Module):\n    def __init__(self):\n        super().__init__()\n"
-                      "        self.p = dspy.Predict('x -> y')\n    def forward(self, x):\n        return self.p(x=x)\n"
-                      "class B(A):\n    pass\n")
+    source.write_text(
+        "import dspy\nclass A(dspy.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.p = dspy.Predict('x -> y')\n    def forward(self, x):\n        return self.p(x=x)\n"
+        "class B(A):\n    pass\n"
+    )
     with pytest.raises(Exception, match="defines 2 DSPy modules"):
         load_program(str(source))
     program, field = load_program(f"{source}:B")
@@ -84,14 +108,46 @@ def test_load_program_by_name_path_and_attr(tmp_path):
 @pytest.mark.embedded
 def test_compile_then_evaluate_on_the_embedded_model(capsys, tmp_path):
     prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text("\n".join(json.dumps({"prompt": p}) for p in
-                                 ["What should I do this weekend?", "How can I make new friends?",
-                                  "Any tips for a rainy afternoon?"]))
+    prompts.write_text(
+        "\n".join(
+            json.dumps({"prompt": p})
+            for p in [
+                "What should I do this weekend?",
+                "How can I make new friends?",
+                "Any tips for a rainy afternoon?",
+            ]
+        )
+    )
     out = tmp_path / "run"
-    code, stdout, err = run(capsys, "compile", "--values", "liberalism-4", "--prompts", str(prompts),
-                            "--val-fraction", "0.34", "--iterations", "1", "--candidates", "2", "--aligned-pool", "1",
-                            "--noisy-pool", "1", "--noisy-samples", "1", "--samples", "1", "--proposer", "template",
-                            "--max-tokens", "24", "--no-progress", "--out", str(out))
+    code, stdout, err = run(
+        capsys,
+        "compile",
+        "--values",
+        "liberalism-4",
+        "--prompts",
+        str(prompts),
+        "--val-fraction",
+        "0.34",
+        "--iterations",
+        "1",
+        "--candidates",
+        "2",
+        "--aligned-pool",
+        "1",
+        "--noisy-pool",
+        "1",
+        "--noisy-samples",
+        "1",
+        "--samples",
+        "1",
+        "--proposer",
+        "template",
+        "--max-tokens",
+        "24",
+        "--no-progress",
+        "--out",
+        str(out),
+    )
     assert code == 0, err
     assert "Per-value conformity on held-out prompts" in stdout and "seed" in stdout and "final" in stdout
     for name in ("program.json", "run.json", "pools.json", "report.md", "radar.png"):
@@ -105,9 +161,21 @@ def test_compile_then_evaluate_on_the_embedded_model(capsys, tmp_path):
     restored.load(str(out / "program.json"))
     assert run_log["final_instruction"] in restored.respond.signature.instructions
 
-    code, stdout, err = run(capsys, "evaluate", "--values", "liberalism-4", "--prompts", str(prompts),
-                            "--state", str(out / "program.json"), "--max-tokens", "24", "--no-progress",
-                            "--out", str(tmp_path / "eval"))
+    code, stdout, err = run(
+        capsys,
+        "evaluate",
+        "--values",
+        "liberalism-4",
+        "--prompts",
+        str(prompts),
+        "--state",
+        str(out / "program.json"),
+        "--max-tokens",
+        "24",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "eval"),
+    )
     assert code == 0, err
     assert "| as given |" in stdout and f"| {out / 'program.json'} |" in stdout
     rows = json.loads((tmp_path / "eval" / "evaluation.json").read_text())

@@ -20,7 +20,8 @@ def test_evaluate_program_on_the_scripted_world(scripted_metric, scripted_lm, en
     program.respond.signature = program.respond.signature.with_instructions(scripted_metric.values.seed_instruction())
     guided = Assistant()
     guided.respond.signature = guided.respond.signature.with_instructions(
-        "Answer well.\n" + "\n".join(f"- {v}: show it." for v in scripted_metric.values.names))
+        "Answer well.\n" + "\n".join(f"- {v}: show it." for v in scripted_metric.values.names)
+    )
     examples = to_examples([f"Question {i}?" for i in range(6)])
     with dspy.context(lm=scripted_lm):
         seed = evaluate_program(program, examples, scripted_metric, label="seed", num_threads=1, progress=False)
@@ -40,14 +41,20 @@ def test_template_proposer_puts_neglected_values_first_and_covers_all(scripted_m
     names = scripted_metric.values.names
     conformity = {"Universalism": 5, "Self-direction": 5, "Hedonism": 1, "Stimulation": 2}
     pooled = [("x", PooledResponse("r", ResponseScore(conformity, {}, 0.5, 0.0, 0.0), 1, 0))]
-    proposals, failures = TemplateProposer()(scripted_metric.values, "current", [], pooled, num_candidates=4,
-                                             temperature=1.0, rollout_base=7)
+    proposals, failures = TemplateProposer()(
+        scripted_metric.values, "current", [], pooled, num_candidates=4, temperature=1.0, rollout_base=7
+    )
     assert failures == [] and len(proposals) == 4 and len(set(proposals)) == 4
     for text in proposals:
         assert all(name in text for name in names)
         assert text.index("Hedonism") < text.index("Universalism")  # the weakest value leads
-        assert all(p >= 0.9 for p in honour_probabilities(text.replace("1. ", "- ").replace("2. ", "- ")
-                                                          .replace("3. ", "- ").replace("4. ", "- ")).values())
-    again, _ = TemplateProposer()(scripted_metric.values, "current", [], pooled, num_candidates=4, temperature=1.0,
-                                  rollout_base=7)
+        assert all(
+            p >= 0.9
+            for p in honour_probabilities(
+                text.replace("1. ", "- ").replace("2. ", "- ").replace("3. ", "- ").replace("4. ", "- ")
+            ).values()
+        )
+    again, _ = TemplateProposer()(
+        scripted_metric.values, "current", [], pooled, num_candidates=4, temperature=1.0, rollout_base=7
+    )
     assert again == proposals  # reproducible

@@ -41,7 +41,9 @@ def test_hh_balance_gets_help_and_careful_requests():
 
 def test_jsonl_and_csv_files(tmp_path):
     jsonl = tmp_path / "p.jsonl"
-    jsonl.write_text(json.dumps({"question": "Why is the sky blue?"}) + "\n\n" + json.dumps({"question": " Hi? "}) + "\n")
+    jsonl.write_text(
+        json.dumps({"question": "Why is the sky blue?"}) + "\n\n" + json.dumps({"question": " Hi? "}) + "\n"
+    )
     assert load_prompt_file(jsonl) == ["Why is the sky blue?", "Hi?"]
     csv_file = tmp_path / "p.csv"
     csv_file.write_text('id,prompt\n1,"Hello, world"\n2,Second\n')
