@@ -67,10 +67,17 @@ class ResponseScore:
 
 @dataclass(frozen=True)
 class PoolItem:
-    """A response of a prompt's pool with its reward (input to :meth:`TotalCorrelationBound.instruction_score`)."""
+    """A response of a prompt's pool with its reward (input to :meth:`TotalCorrelationBound.instruction_score`).
+
+    Attributes:
+        response: The response text.
+        reward: Its ``r``.
+        origin: The system text it was sampled under (needed by importance weighting).
+    """
 
     response: str
     reward: float
+    origin: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,8 +106,11 @@ class TotalCorrelationBound:
             ``"litellm:<model>"``), or None to drop the term (the paper's "w/o q_phi" ablation).
         beta: Weight of the conformity term against the redundancy term.
         weight_temperature: ``tau`` of the softmax over a pool's length-normalised log-likelihoods.
-        likelihood_weighting: ``"raw"`` uses ``lbar_e(y|x)``; ``"pmi"`` uses ``lbar_e(y|x) - lbar_0(y|x)``, the gain
-            over the instruction-free prompt (needs ``bare_instruction`` in :meth:`instruction_score`).
+        likelihood_weighting: What the softmax runs over. ``"importance"`` (default): ``lbar_e(y|x) - lbar_o(y|x)``,
+            with ``o`` the instruction ``y`` was sampled under: self-normalised importance sampling of
+            ``E_{y~p_e}[r]`` from the pooled samples, which removes the incumbent instruction's advantage (it made its
+            own samples likely). ``"raw"``: ``lbar_e(y|x)``, the form the paper's notes give. ``"pmi"``:
+            ``lbar_e(y|x) - lbar_0(y|x)``, the gain over the instruction-free prompt.
         prompt_field: Example field holding the prompt ``x``; None: the example's only input (or all inputs).
         response_field: Prediction field holding the response ``y``; None: ``response`` if present, else the last
             text output.
@@ -120,7 +130,7 @@ class TotalCorrelationBound:
         redundancy: RedundancyScorer | str | None = "embedded",
         beta: float = 1.0,
         weight_temperature: float = 1.0,
-        likelihood_weighting: Literal["raw", "pmi"] = "raw",
+        likelihood_weighting: Literal["importance", "raw", "pmi"] = "importance",
         prompt_field: str | None = None,
         response_field: str | None = None,
         success_threshold: float = 0.7,
@@ -141,8 +151,10 @@ class TotalCorrelationBound:
             raise ConfigurationError(f"beta must be a positive number, got {beta!r}.")
         if not _positive(weight_temperature):
             raise ConfigurationError(f"weight_temperature must be a positive number, got {weight_temperature!r}.")
-        if likelihood_weighting not in ("raw", "pmi"):
-            raise ConfigurationError(f"likelihood_weighting must be 'raw' or 'pmi', got {likelihood_weighting!r}.")
+        if likelihood_weighting not in ("importance", "raw", "pmi"):
+            raise ConfigurationError(
+                f"likelihood_weighting must be 'importance', 'raw' or 'pmi', got {likelihood_weighting!r}."
+            )
         if not 0 <= success_threshold <= 1:
             raise ConfigurationError(f"success_threshold must lie in [0, 1], got {success_threshold!r}.")
         self.beta = float(beta)
@@ -256,7 +268,8 @@ class TotalCorrelationBound:
         """``J(e)`` of the system text ``instruction`` over ``pools`` = [(prompt, pool items)].
 
         Raises:
-            ConfigurationError: no reference model, or PMI weighting without a ``bare_instruction``.
+            ConfigurationError: no reference model, PMI weighting without ``bare_instruction``, or importance
+                weighting with pool items that lack their ``origin``.
         """
         if self.reference is None:
             raise ConfigurationError(
@@ -267,11 +280,9 @@ class TotalCorrelationBound:
             raise ValueError("J(e) needs at least one non-empty pool")
         requests = [LikelihoodRequest(instruction, prompt, item.response) for prompt, items in pools for item in items]
         means = [lk.mean for lk in self.reference.score(requests, usage)]
-        if self.likelihood_weighting == "pmi":
-            if bare_instruction is None:
-                raise ConfigurationError("likelihood_weighting='pmi' needs the instruction-free system text.")
-            bare = [LikelihoodRequest(bare_instruction, r.user, r.response) for r in requests]
-            means = [m - b.mean for m, b in zip(means, self.reference.score(bare, usage))]
+        if self.likelihood_weighting != "raw":
+            baselines = self._baseline_requests(pools, bare_instruction)
+            means = [m - b.mean for m, b in zip(means, self.reference.score(baselines, usage))]
         per_prompt, weights, offset = [], [], 0
         for _, items in pools:
             logits = np.asarray(means[offset : offset + len(items)], dtype=np.float64) / self.weight_temperature
@@ -282,6 +293,23 @@ class TotalCorrelationBound:
             per_prompt.append(float(pi @ rewards))
             weights.append(pi.tolist())
         return InstructionScore(float(np.mean(per_prompt)), per_prompt, weights)
+
+
+    def _baseline_requests(self, pools: list[tuple[str, list[PoolItem]]],
+                           bare_instruction: str | None) -> list[LikelihoodRequest]:
+        """What each response's log-likelihood is compared with: the bare prompt (PMI) or its own origin."""
+        if self.likelihood_weighting == "pmi":
+            if bare_instruction is None:
+                raise ConfigurationError("likelihood_weighting='pmi' needs the instruction-free system text.")
+            return [LikelihoodRequest(bare_instruction, prompt, item.response) for prompt, items in pools
+                    for item in items]
+        missing = sum(item.origin is None for _, items in pools for item in items)
+        if missing:
+            raise ConfigurationError(
+                f"likelihood_weighting='importance' needs each pool item's origin instruction ({missing} lack one); "
+                "set PoolItem.origin or use likelihood_weighting='raw'."
+            )
+        return [LikelihoodRequest(item.origin, prompt, item.response) for prompt, items in pools for item in items]
 
 
 def prompt_text(example: Any, field: str | None = None) -> str:

@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     except (CliError, PicacoError, ConfigurationError, FileNotFoundError) as exc:
         if args.debug:
             raise
-        print(f"picaco: error: {exc}", file=sys.stderr)
+        print(f"picaco: error: {' '.join(str(exc).split())}", file=sys.stderr)  # always one line
         return EXIT_USAGE
 
 

@@ -7,7 +7,7 @@ program's responses with the highest redundancy ``q_phi``, i.e. the most parroti
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,10 +99,16 @@ class PromptPool:
         ranked = sorted(_dedupe(list(candidates)), key=lambda p: (-p.score.redundancy, p.rollout_id, p.response))
         self.noisy = ranked[:capacity]
 
-    def items(self, include_noisy: bool = True) -> list[PoolItem]:
-        """Pool items for ``J(e)``: aligned then (optionally) noisy."""
+    def items(self, include_noisy: bool = True, system_for: Callable[[str], str] | None = None) -> list[PoolItem]:
+        """Pool items for ``J(e)``: aligned then (optionally) noisy.
+
+        Args:
+            include_noisy: Add the noisy pool.
+            system_for: Maps a response's meta-instruction ("" for bare responses) to the system text it was sampled
+                under, which becomes the item's ``origin`` (for importance weighting).
+        """
         pooled = self.aligned + (self.noisy if include_noisy else [])
-        return [PoolItem(p.response, p.reward) for p in pooled]
+        return [PoolItem(p.response, p.reward, system_for(p.instruction) if system_for else None) for p in pooled]
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -328,11 +328,14 @@ class _Run:
         return records[0].instruction, records, failures
 
     def _instruction_score(self, instruction: str) -> float:
-        system = compose(self.own[self.answer_predictor], instruction)
-        pools = [(pool.prompt, pool.items(include_noisy=True)) for pool in self.pools]
-        return self.metric.instruction_score(
-            system, pools, bare_instruction=self.own[self.answer_predictor], usage=self.meter
-        ).value
+        own = self.own[self.answer_predictor]
+
+        def system_for(meta_instruction: str) -> str:  # what the answer predictor saw ("" = the bare program)
+            return compose(own, meta_instruction) if meta_instruction else own
+
+        pools = [(pool.prompt, pool.items(include_noisy=True, system_for=system_for)) for pool in self.pools]
+        return self.metric.instruction_score(system_for(instruction), pools, bare_instruction=own,
+                                             usage=self.meter).value
 
     # ------------------------------------------------------------------ final selection
     def _select_final(self, valset: list[dspy.Example] | None) -> str:

@@ -92,7 +92,8 @@ def test_instruction_score_is_the_likelihood_weighted_pool_reward():
     values = two_values()
     table = {("e", "x1", "good"): -1.0, ("e", "x1", "bad"): -2.0, ("e", "x2", "only"): -0.5}
     scorer = TableScorer(table)
-    bound = TotalCorrelationBound(values, judge=ValueJudge(), reference=scorer, redundancy=None)
+    bound = TotalCorrelationBound(values, judge=ValueJudge(), reference=scorer, redundancy=None,
+                                  likelihood_weighting="raw")
     result = bound.instruction_score(
         "e", [("x1", [PoolItem("good", 1.0), PoolItem("bad", -1.0)]), ("x2", [PoolItem("only", 3.0)])]
     )
@@ -106,10 +107,10 @@ def test_temperature_sharpens_the_weights():
     values = two_values()
     table = {("e", "x", "a"): -1.0, ("e", "x", "b"): -1.5}
     pool = [("x", [PoolItem("a", 1.0), PoolItem("b", 0.0)])]
-    flat = TotalCorrelationBound(values, judge=ValueJudge(), reference=TableScorer(table), redundancy=None)
-    sharp = TotalCorrelationBound(
-        values, judge=ValueJudge(), reference=TableScorer(table), redundancy=None, weight_temperature=0.05
-    )
+    flat = TotalCorrelationBound(values, judge=ValueJudge(), reference=TableScorer(table), redundancy=None,
+                                 likelihood_weighting="raw")
+    sharp = TotalCorrelationBound(values, judge=ValueJudge(), reference=TableScorer(table), redundancy=None,
+                                  weight_temperature=0.05, likelihood_weighting="raw")
     assert (
         flat.instruction_score("e", pool).value
         < sharp.instruction_score("e", pool).value
@@ -128,6 +129,20 @@ def test_pmi_weighting_subtracts_the_bare_likelihood():
     assert result.value == pytest.approx(w_a)
     with pytest.raises(ConfigurationError, match="instruction-free"):
         bound.instruction_score("e", [("x", [PoolItem("a", 1.0)])])
+
+
+def test_importance_weighting_divides_by_the_instruction_each_response_came_from():
+    values = two_values()
+    table = {("A", "x", "y1"): -1.0, ("A", "x", "y2"): -0.5, ("B", "x", "y1"): -2.0, ("B", "x", "y2"): -3.0}
+    bound = TotalCorrelationBound(values, judge=ValueJudge(), reference=TableScorer(table), redundancy=None)
+    assert bound.likelihood_weighting == "importance"  # the default
+    pool = [("x", [PoolItem("y1", 1.0, origin="A"), PoolItem("y2", 0.0, origin="A")])]
+    # the instruction that produced the pool weighs its own samples uniformly: no advantage from having made them
+    assert bound.instruction_score("A", pool).value == pytest.approx(0.5)
+    w1 = math.exp(-2.0 + 1.0) / (math.exp(-2.0 + 1.0) + math.exp(-3.0 + 0.5))
+    assert bound.instruction_score("B", pool).value == pytest.approx(w1)
+    with pytest.raises(ConfigurationError, match="origin"):
+        bound.instruction_score("A", [("x", [PoolItem("y1", 1.0)])])
 
 
 def test_instruction_score_needs_a_reference_model():

@@ -283,3 +283,10 @@ def test_a_rerun_after_a_crash_pays_only_for_what_was_not_done(liberalism, tmp_p
     assert first["target"]["calls"] == first["judge"]["calls"] == first["proposer"]["calls"] == 0
     assert resumed.usage["target"]["calls"] > 0
     assert covers_all(resumed.final_instruction)
+
+
+@pytest.mark.parametrize("weighting", ["raw", "pmi", "importance"])
+def test_every_likelihood_weighting_finds_the_covering_instruction(scripted_lm, liberalism, weighting):
+    metric = TotalCorrelationBound(liberalism, judge=ValueJudge(lm=scripted_lm), reference=ScriptedReference(),
+                                   redundancy=RedundancyScorer(HashingEmbedder()), likelihood_weighting=weighting)
+    assert covers_all(compile_program(Assistant(), metric, scripted_lm).picaco_result.final_instruction)
