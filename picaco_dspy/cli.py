@@ -277,6 +277,9 @@ def _compile_and_report(args: argparse.Namespace, train: list[str], val: list[st
     (out / "report.md").write_text(markdown_report(result, chart=chart.name if chart else None), encoding="utf-8")
     _print_table(values.names, table)
     print(f"\nFinal instruction:\n{result.final_instruction}\n")
+    if result.final_instruction == result.seed_instruction:
+        print("PICACO kept the seed instruction: no candidate scored higher. With the embedded 135M judge the scores "
+              "are nearly flat; point --target/--judge/--proposer at a real model for real alignment.\n")
     usage = result.usage
     print(
         "Calls: "
