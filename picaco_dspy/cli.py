@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument(
         "--proposer",
         default="local",
-        help="litellm model, 'local' (embedded model) or 'template' (no LM); default local",
+        help="litellm model, 'local' (embedded), local:<HF id or folder>, or 'template' (no LM); default local",
     )
     comp.add_argument("--reference", default="embedded", help="reference model: 'embedded', HF id or folder")
     comp.add_argument("--iterations", type=int, default=10)
@@ -121,8 +121,10 @@ def _add_program_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", default="local", help="target model: litellm string or 'local' (default)")
-    parser.add_argument("--judge", default="local", help="judge model: litellm string or 'local' (default)")
+    parser.add_argument("--target", default="local",
+                        help="target model: litellm string, 'local' (embedded, default) or local:<HF id or folder>")
+    parser.add_argument("--judge", default="local",
+                        help="judge model: litellm string, 'local' (embedded, default) or local:<HF id or folder>")
     parser.add_argument("--api-base", help="base URL for an OpenAI-compatible server (vLLM, llama.cpp, Ollama)")
 
 
@@ -414,8 +416,8 @@ def make_target(model: str, max_tokens: int, api_base: str | None) -> tuple[Any,
     from picaco_dspy.adapters import PlainTextAdapter
     from picaco_dspy.embedded import embedded_lm
 
-    if model == "local":
-        return embedded_lm(max_tokens=max_tokens), PlainTextAdapter()
+    if _is_local(model):
+        return embedded_lm(max_tokens=max_tokens, model=_local_model(model)), PlainTextAdapter()
     return _litellm_lm(model, api_base, max_tokens=max_tokens), dspy.ChatAdapter()
 
 
@@ -426,9 +428,10 @@ def make_metric(values, judge: str, reference: str | None, max_tokens: int, api_
     from picaco_dspy.judge import ValueJudge
     from picaco_dspy.reference import ReferenceModel
 
-    judge_module = (
-        embedded_judge() if judge == "local" else ValueJudge(lm=_litellm_lm(judge, api_base, temperature=0.0))
-    )
+    if _is_local(judge):
+        judge_module = embedded_judge(model=_local_model(judge))
+    else:
+        judge_module = ValueJudge(lm=_litellm_lm(judge, api_base, temperature=0.0))
     ref = ReferenceModel(reference, max_response_tokens=max_tokens) if reference else None
     return TotalCorrelationBound(values, judge=judge_module, reference=ref, beta=beta)
 
@@ -441,12 +444,9 @@ def make_proposer(proposer: str, api_base: str | None) -> dict[str, Any]:
 
     if proposer == "template":
         return {"proposer": TemplateProposer()}
-    if proposer == "local":
-        return {
-            "proposer": _AdaptedProposer(
-                InstructionProposer(embedded_lm(temperature=1.0, max_tokens=160)), PlainTextAdapter()
-            )
-        }
+    if _is_local(proposer):
+        lm = embedded_lm(temperature=1.0, max_tokens=160, model=_local_model(proposer))
+        return {"proposer": _AdaptedProposer(InstructionProposer(lm), PlainTextAdapter())}
     return {"prompt_model": _litellm_lm(proposer, api_base, temperature=1.0)}
 
 
@@ -461,6 +461,15 @@ class _AdaptedProposer:
 
         with dspy.context(adapter=self.adapter):
             return self.proposer(*args, **kwargs)
+
+
+def _is_local(model: str) -> bool:
+    return model == "local" or model.startswith("local:")
+
+
+def _local_model(model: str) -> str:
+    """``local`` is the embedded model; ``local:<HF id or folder>`` any transformers chat model, run in-process."""
+    return model.split(":", 1)[1] if model.startswith("local:") else "embedded"
 
 
 def _litellm_lm(model: str, api_base: str | None, **kwargs: Any):
