@@ -51,7 +51,8 @@ class PICACO(Teleprompter):
         response_temperature: Sampling temperature of the target program.
         proposal_temperature: Sampling temperature of the proposer.
         predictor_names: Predictors that receive the meta-instruction (None: all of them).
-        final_candidates: How many of the best instructions compete in the final selection (the seed always does).
+        final_candidates: How many instructions compete in the final selection: the best by J on the final pools among
+            the instructions chosen in any iteration and the candidates of the last one (the seed always competes).
         num_threads: Parallel LM calls (None: DSPy's setting).
         seed: Seeds every rollout id, so the same seed with the same cache replays the same run.
         log_dir: Where ``run.json`` and ``pools.json`` are written after every iteration, and ``program.json`` at
@@ -339,9 +340,13 @@ class _Run:
 
     # ------------------------------------------------------------------ final selection
     def _select_final(self, valset: list[dspy.Example] | None) -> str:
-        chosen = list(dict.fromkeys([self.seed_instruction] + [r.instruction for r in self.result.iterations]))
-        final_J = {text: self._instruction_score(text) for text in chosen}
-        contenders = sorted(chosen, key=lambda t: -final_J[t])[: self.opt.final_candidates]
+        # everything chosen so far plus every candidate of the last round, ranked by J on the final pools (the last
+        # round's candidates were scored on exactly these pools, so their J is memoised and free)
+        last_round = [c.instruction for c in self.result.iterations[-1].candidates]
+        chosen = [self.seed_instruction] + [r.instruction for r in self.result.iterations]
+        pool = list(dict.fromkeys(chosen + last_round))
+        final_J = {text: self._instruction_score(text) for text in pool}
+        contenders = sorted(pool, key=lambda t: -final_J[t])[: self.opt.final_candidates]
         if self.seed_instruction not in contenders:
             contenders.append(self.seed_instruction)
         if valset is None:

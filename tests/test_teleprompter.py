@@ -290,3 +290,13 @@ def test_every_likelihood_weighting_finds_the_covering_instruction(scripted_lm, 
     metric = TotalCorrelationBound(liberalism, judge=ValueJudge(lm=scripted_lm), reference=ScriptedReference(),
                                    redundancy=RedundancyScorer(HashingEmbedder()), likelihood_weighting=weighting)
     assert covers_all(compile_program(Assistant(), metric, scripted_lm).picaco_result.final_instruction)
+
+
+def test_final_selection_puts_the_best_instructions_and_the_seed_on_the_valset(aligned):
+    result = aligned.picaco_result
+    last_round = {c.instruction for c in result.iterations[-1].candidates}
+    chosen = {result.seed_instruction} | {r.instruction for r in result.iterations}
+    contenders = set(result.selection.scores)
+    assert result.seed_instruction in contenders and contenders <= chosen | last_round
+    assert len(contenders) >= min(SETTINGS.get("final_candidates", 3), len(chosen | last_round))
+    assert result.final_instruction == max(contenders, key=lambda t: result.selection.scores[t])
