@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     comp.add_argument("--valset", help="held-out prompts (same forms as --prompts); default: split off --val-fraction")
     comp.add_argument("--val-fraction", type=float, default=1 / 3, help="share of --prompts held out (default 1/3)")
+    comp.add_argument("--limit", type=int, help="use only the first N prompts of --prompts")
+    comp.add_argument("--val-limit", type=int, help="use only the first N prompts of --valset")
     comp.add_argument("--prompt-column", help="column holding the prompt (default: prompt/query/question/...)")
     _add_model_args(comp)
     comp.add_argument(
@@ -229,9 +231,12 @@ def run_compile(args: argparse.Namespace) -> int:
 
     if not 0 < args.val_fraction < 1:
         raise CliError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
-    prompts = load_prompts(args.prompts, args.prompt_column)
+    for flag, value in (("--limit", args.limit), ("--val-limit", args.val_limit)):
+        if value is not None and value < 1:
+            raise CliError(f"{flag} must be at least 1, got {value}")
+    prompts = load_prompts(args.prompts, args.prompt_column)[: args.limit]
     if args.valset:
-        train, val = prompts, load_prompts(args.valset, args.prompt_column)
+        train, val = prompts, load_prompts(args.valset, args.prompt_column)[: args.val_limit]
     else:
         cut = max(1, round(len(prompts) * (1 - args.val_fraction)))
         train, val = prompts[:cut], prompts[cut:]

@@ -1,1 +1,1 @@
-"""Example DSPy programs to align with PICACO, and experiment scripts. Each program is a plain module to copy."""
+"""Example DSPy programs to align with PICACO. Each is a plain module to copy; `picaco --program NAME` runs them."""
