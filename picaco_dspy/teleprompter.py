@@ -185,9 +185,18 @@ class _Run:
             predictor_names=self.targets,
             seed_instruction=self.seed_instruction,
             config={
-                k: (str(v) if isinstance(v, Path) else v)
-                for k, v in opt.get_params().items()
-                if isinstance(v, (int, float, str, bool, list, type(None), Path))
+                **{
+                    k: (str(v) if isinstance(v, Path) else v)
+                    for k, v in opt.get_params().items()
+                    if isinstance(v, (int, float, str, bool, list, type(None), Path))
+                },
+                "metric": {
+                    "beta": self.metric.beta,
+                    "weight_temperature": self.metric.weight_temperature,
+                    "likelihood_weighting": self.metric.likelihood_weighting,
+                    "redundancy": self.metric.redundancy is not None,
+                    "judge": {"mode": self.metric.judge.mode, "scale": self.metric.judge.scale},
+                },
             },
         )
 
@@ -239,22 +248,22 @@ class _Run:
             else:
                 by_prompt.setdefault(i, []).append((rollout_id, outcome))
         # rank by q_phi (cheap, embeddings only), then judge only the M2 kept per prompt
-        keep: list[tuple[int, int, str, float | None]] = []
+        keep: list[tuple[int, int, str]] = []
         for i, items in by_prompt.items():
             prompt = self.pools[i].prompt
             q_phi = self.metric.redundancy_of([prompt] * len(items), [r for _, r in items])
             ranked = sorted(zip(items, q_phi), key=lambda it: (-(it[1] or 0.0), it[0][0], it[0][1]))
             seen: set[str] = set()
-            for (rollout_id, response), q in ranked:
+            for (rollout_id, response), _ in ranked:
                 if response.strip() in seen:
                     continue
                 seen.add(response.strip())
-                keep.append((i, rollout_id, response, q))
+                keep.append((i, rollout_id, response))
                 if len(seen) >= self.opt.noisy_pool_size:
                     break
-        scored = self._score([(self.pools[i].prompt, r) for i, _, r, _ in keep])
+        scored = self._score([(self.pools[i].prompt, r) for i, _, r in keep])
         per_prompt: dict[int, list[PooledResponse]] = {}
-        for (i, rollout_id, response, _), score in zip(keep, scored):
+        for (i, rollout_id, response), score in zip(keep, scored):
             if isinstance(score, Exception):
                 failed += 1
                 continue
