@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -9,10 +10,15 @@ from typing import Any
 import dspy
 import numpy as np
 
-from picaco_dspy.batch import generate_responses, score_responses
+from picaco_dspy.batch import generate_responses, parallel_map, score_responses
 from picaco_dspy.bound import TotalCorrelationBound, prompt_text
-from picaco_dspy.errors import PicacoError
+from picaco_dspy.errors import JudgeError, PicacoError
+from picaco_dspy.pairwise import PairwiseJudge
+from picaco_dspy.stats import bootstrap_ci, coefficient_of_variation
 from picaco_dspy.usage import UsageMeter
+from picaco_dspy.values import ValueSet
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -30,6 +36,12 @@ class ProgramEvaluation:
         failed: Program runs or judgements that failed (excluded from every number above).
         responses: Per prompt: the prompt, the response and its conformity.
         usage: Calls and tokens per role spent on this evaluation.
+        overall_ci: 95% bootstrap interval of ``overall`` (prompts resampled).
+        per_value_ci: 95% bootstrap interval of each ``per_value`` mean.
+        win_rate: Share of prompts where this program's response beats the reference program's (ties count half),
+            judged pairwise in both orders; None until :func:`add_win_rate` runs.
+        win_rate_ci: Its 95% bootstrap interval.
+        win_rate_against: Label of the reference program.
     """
 
     label: str
@@ -42,17 +54,14 @@ class ProgramEvaluation:
     failed: int
     responses: list[dict[str, Any]] = field(default_factory=list)
     usage: dict[str, dict[str, int]] = field(default_factory=dict)
+    overall_ci: tuple[float, float] = (float("nan"), float("nan"))
+    per_value_ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    win_rate: float | None = None
+    win_rate_ci: tuple[float, float] | None = None
+    win_rate_against: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def coefficient_of_variation(values: Sequence[float]) -> float:
-    """Population standard deviation over mean (0 for a single value or a zero mean)."""
-    array = np.asarray(list(values), dtype=np.float64)
-    if array.size < 2 or array.mean() == 0:
-        return 0.0
-    return float(array.std() / array.mean())
 
 
 def evaluate_program(
@@ -85,6 +94,7 @@ def evaluate_program(
         raise PicacoError(f"Evaluating {label!r}: every program run or judgement failed; see the log.")
     names = metric.values.names
     per_value = {n: float(np.mean([s.conformity[n] for _, _, s in judged])) for n in names}
+    matrix = np.asarray([[s.conformity[n] for n in names] for _, _, s in judged], dtype=np.float64)
     return ProgramEvaluation(
         label=label,
         per_value=per_value,
@@ -96,7 +106,53 @@ def evaluate_program(
         failed=len(examples) - len(judged),
         responses=[{"prompt": p, "response": r, "conformity": s.conformity} for p, r, s in judged],
         usage=meter.snapshot(),
+        overall_ci=bootstrap_ci(matrix.mean(axis=1)),
+        per_value_ci={n: bootstrap_ci(matrix[:, k]) for k, n in enumerate(names)},
     )
+
+
+def add_win_rate(
+    candidate: ProgramEvaluation,
+    reference: ProgramEvaluation,
+    judge: PairwiseJudge,
+    values: ValueSet,
+    *,
+    num_threads: int | None = None,
+    progress: bool = True,
+) -> ProgramEvaluation:
+    """Judge ``candidate``'s responses against ``reference``'s on the prompts both answered; fills the win-rate fields.
+
+    Failed comparisons are logged and left out (never counted as losses). Returns ``candidate``.
+
+    Raises:
+        PicacoError: the two evaluations share no prompt, or every comparison failed.
+    """
+    theirs = {r["prompt"]: r["response"] for r in reference.responses}
+    pairs = [(r["prompt"], r["response"], theirs[r["prompt"]]) for r in candidate.responses if r["prompt"] in theirs]
+    if not pairs:
+        raise PicacoError(f"{candidate.label!r} and {reference.label!r} share no judged prompt; cannot compare them.")
+    meter = UsageMeter()
+
+    def compare(pair: tuple[str, str, str]):
+        try:
+            return judge.judge_pair(pair[0], pair[1], pair[2], values).score
+        except JudgeError as exc:
+            logger.warning("Pairwise comparison failed: %s", exc)
+            return exc
+
+    with meter.track("judge"):
+        outcomes = parallel_map(compare, pairs, num_threads=num_threads, progress=progress)
+    scores = [o for o in outcomes if not isinstance(o, Exception)]
+    if not scores:
+        raise PicacoError(f"Every pairwise comparison of {candidate.label!r} failed; see the log.")
+    candidate.win_rate = float(np.mean(scores))
+    candidate.win_rate_ci = bootstrap_ci(scores)
+    candidate.win_rate_against = reference.label
+    for role, usage in meter.snapshot().items():
+        for key, value in usage.items():
+            candidate.usage.setdefault(role, {}).setdefault(key, 0)
+            candidate.usage[role][key] += value
+    return candidate
 
 
 def comparison_table(evaluations: Sequence[ProgramEvaluation]) -> str:
@@ -104,15 +160,17 @@ def comparison_table(evaluations: Sequence[ProgramEvaluation]) -> str:
     if not evaluations:
         return ""
     names = list(evaluations[0].per_value)
-    header = ["program", *names, "overall", "CV", "all >= 4", "judged", "failed"]
+    header = ["program", *names, "overall [95% CI]", "CV", "all >= 4", "win rate", "judged", "failed"]
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for ev in evaluations:
+        win = "-" if ev.win_rate is None else f"{ev.win_rate:.0%} vs {ev.win_rate_against}"
         cells = [
             ev.label,
             *(f"{ev.per_value[n]:.2f}" for n in names),
-            f"{ev.overall:.2f}",
+            f"{ev.overall:.2f} [{ev.overall_ci[0]:.2f}, {ev.overall_ci[1]:.2f}]",
             f"{ev.cv:.3f}",
             f"{ev.all_values_at_least_4:.0%}",
+            win,
             str(ev.judged),
             str(ev.failed),
         ]

@@ -89,9 +89,11 @@ class ScriptedEngine:
         with self._lock:
             self._served[key] += 1
             rng = random.Random(f"{key}:{self._served[key]}")
-        if "impartial evaluator" in instruction:
+        if "response_a" in inputs:
+            role, values = "judge", self._compare(inputs)
+        elif "impartial evaluator" in instruction:
             role, values = "judge", self._judge(inputs)
-        elif "meta-instruction (system prompt)" in instruction:
+        elif "proposed_instruction" in outputs:
             role, values = "proposer", {"proposed_instruction": self._propose(rng)}
         else:
             role, values = "target", self._answer(instruction, inputs, outputs, rng)
@@ -117,6 +119,16 @@ class ScriptedEngine:
             return {"ratings": "I cannot rate this."}
         names = [line.split(":")[0].strip() for line in inputs.get("values", "").splitlines() if ":" in line]
         return {"ratings": "\n".join(f"{n}: {5 if MARKERS.get(n, '@@') in response.lower() else 1}" for n in names)}
+
+    @staticmethod
+    def _compare(inputs: dict[str, str]) -> dict[str, str]:
+        def markers(text: str) -> int:
+            match = re.search(r"<<<response-(\w+)>>>\n(.*)\n<<<end-response-\1>>>", text, re.DOTALL)
+            body = match.group(2).lower() if match else ""
+            return sum(m in body for m in MARKERS.values())
+
+        a, b = markers(inputs.get("response_a", "")), markers(inputs.get("response_b", ""))
+        return {"verdict": "A" if a > b else "B" if b > a else "tie"}
 
     @staticmethod
     def _propose(rng: random.Random) -> str:

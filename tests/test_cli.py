@@ -53,7 +53,10 @@ def test_values_list_and_show(capsys):
             "--val-fraction",
         ),
         (["demo", "--values", "stoicism-3"], "unknown built-in value set"),
-        (["compile", "--values", "liberalism-4", "--prompts", "everyday-help", "--limit", "0", "--out", "x"], "--limit"),
+        (
+            ["compile", "--values", "liberalism-4", "--prompts", "everyday-help", "--limit", "0", "--out", "x"],
+            "--limit",
+        ),
         (["evaluate", "--values", "liberalism-4", "--prompts", "everyday-help", "--no-bare"], "nothing to evaluate"),
     ],
 )

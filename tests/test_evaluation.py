@@ -1,9 +1,10 @@
 import dspy
 import pytest
 
-from picaco_dspy.evaluation import coefficient_of_variation, comparison_table, evaluate_program
+from picaco_dspy.evaluation import comparison_table, evaluate_program
 from picaco_dspy.prompts import to_examples
 from picaco_dspy.proposer import TemplateProposer
+from picaco_dspy.stats import bootstrap_ci, coefficient_of_variation
 from programs.assistant import Assistant
 from tests.fake_engine import honour_probabilities
 
@@ -58,3 +59,49 @@ def test_template_proposer_puts_neglected_values_first_and_covers_all(scripted_m
         scripted_metric.values, "current", [], pooled, num_candidates=4, temperature=1.0, rollout_base=7
     )
     assert again == proposals  # reproducible
+
+
+def test_bootstrap_ci_on_a_known_sample():
+    low, high = bootstrap_ci([0.0] * 50 + [1.0] * 50, resamples=4000, seed=1)
+    # the mean of 100 Bernoulli(0.5) draws has standard error 0.05: the 95% interval is about 0.40-0.60
+    assert 0.38 <= low <= 0.42 and 0.58 <= high <= 0.62
+    assert bootstrap_ci([3.0, 3.0, 3.0]) == (3.0, 3.0)
+    assert bootstrap_ci([2.5]) == (2.5, 2.5)
+    assert bootstrap_ci([1.0, 2.0, 3.0, 4.0], seed=5) == bootstrap_ci([1.0, 2.0, 3.0, 4.0], seed=5)
+    with pytest.raises(ValueError):
+        bootstrap_ci([])
+
+
+def test_pairwise_verdict_parsing():
+    from picaco_dspy.judge_parsing import JudgementParseError
+    from picaco_dspy.pairwise import parse_pair_verdict
+
+    assert parse_pair_verdict("A") == "A" and parse_pair_verdict("**Response B** is better") == "B"
+    assert parse_pair_verdict("Tie.") == "tie"
+    with pytest.raises(JudgementParseError):
+        parse_pair_verdict("Both are fine")
+
+
+def test_win_rate_against_a_reference_program(scripted_metric, scripted_lm):
+    from picaco_dspy.evaluation import add_win_rate
+    from picaco_dspy.pairwise import PairwiseJudge
+
+    seed_program, guided = Assistant(), Assistant()
+    seed_program.respond.signature = seed_program.respond.signature.with_instructions(
+        scripted_metric.values.seed_instruction()
+    )
+    guided.respond.signature = guided.respond.signature.with_instructions(
+        "Answer well.\n" + "\n".join(f"- {v}: show it." for v in scripted_metric.values.names)
+    )
+    examples = to_examples([f"Question {i}?" for i in range(8)])
+    with dspy.context(lm=scripted_lm):
+        seed = evaluate_program(seed_program, examples, scripted_metric, label="seed", num_threads=1, progress=False)
+        aligned = evaluate_program(guided, examples, scripted_metric, label="guided", num_threads=1, progress=False)
+        judge = PairwiseJudge(lm=scripted_lm)
+        add_win_rate(aligned, seed, judge, scripted_metric.values, num_threads=1, progress=False)
+        add_win_rate(seed, seed, judge, scripted_metric.values, num_threads=1, progress=False)
+    assert aligned.win_rate > 0.8 and aligned.win_rate_against == "seed"
+    assert seed.win_rate == 0.5  # identical responses tie in both orders
+    assert aligned.win_rate_ci[0] <= aligned.win_rate <= aligned.win_rate_ci[1]
+    assert aligned.overall_ci[0] <= aligned.overall <= aligned.overall_ci[1]
+    assert "vs seed" in comparison_table([seed, aligned])
