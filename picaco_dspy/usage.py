@@ -59,8 +59,8 @@ class UsageMeter:
         if role not in self._usage:
             raise ValueError(f"Unknown role {role!r}; roles are {ROLES}.")
         outer = dspy.settings.usage_tracker
-        if isinstance(outer, _RoleTracker):
-            outer = outer.outer
+        if isinstance(outer, _RoleTracker) and outer.meter is self:
+            outer = outer.outer  # re-entering the same meter: count once, under the innermost role
         with dspy.context(usage_tracker=_RoleTracker(self, role, outer)):
             yield
 

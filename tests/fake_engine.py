@@ -93,8 +93,9 @@ class ScriptedEngine:
             role, values = "judge", self._compare(inputs)
         elif "impartial evaluator" in instruction:
             role, values = "judge", self._judge(inputs)
-        elif "proposed_instruction" in outputs:
-            role, values = "proposer", {"proposed_instruction": self._propose(rng)}
+        elif "proposed_instruction" in outputs or "new_instruction" in outputs:
+            proposal = self._propose(rng)
+            role, values = "proposer", {"proposed_instruction": proposal, "new_instruction": proposal}
         else:
             role, values = "target", self._answer(instruction, inputs, outputs, rng)
         text = (

@@ -1,0 +1,162 @@
+"""Side-by-side comparison of alignment methods at an equal LM-call budget, like the paper's tables.
+
+Every method (Q, Q+IF, URIAL, OPRO, COPRO, MIPROv2, GEPA, PICACO) aligns the same program with the same target,
+judge and proposer models and the same optimisation prompts, under one budget of LM calls; each resulting program is
+then judged on the same held-out prompts by the evaluation judge. Run from the repository root:
+
+    python -m benchmarks.compare_methods --values liberalism-4 --budget 300 --out runs/compare
+
+Defaults run everything offline on the embedded model. Use --target/--judge/--proposer/--eval-judge with litellm
+model strings for real models (keep the evaluation judge different from the optimisation judge).
+Writes compare.md (table), compare.json (everything) and calls_vs_conformity.png under --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import dspy
+
+from picaco_dspy.cli import make_metric, make_target
+from picaco_dspy.evaluation import evaluate_program
+from picaco_dspy.methods import METHODS, MethodContext, run_method
+from picaco_dspy.prompts import load_prompt_file, prompts_for_values, to_examples
+from picaco_dspy.values import ValueSet
+from programs.assistant import Assistant
+
+SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--values", default="liberalism-4")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ", ".join(METHODS))
+    parser.add_argument("--budget", type=int, default=300, help="LM calls per method for optimisation")
+    parser.add_argument("--train", type=int, default=6, help="optimisation prompts (built-in set)")
+    parser.add_argument("--val", type=int, default=4, help="held-out prompts for selection inside methods")
+    parser.add_argument("--test", type=int, default=8, help="held-out prompts for the final evaluation")
+    parser.add_argument("--shared-file", help="a ../shared/datasets/*.jsonl file to evaluate on instead")
+    parser.add_argument("--target", default="local")
+    parser.add_argument("--judge", default="local", help="optimisation judge")
+    parser.add_argument("--eval-judge", default="local", help="evaluation judge")
+    parser.add_argument("--proposer", default="local")
+    parser.add_argument("--max-tokens", type=int, default=80)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("runs/compare"))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+    values = ValueSet.resolve(args.values)
+    prompt_set = prompts_for_values(values.name)
+    train = to_examples(prompt_set.optimize[: args.train])
+    val = to_examples(prompt_set.optimize[args.train : args.train + args.val])
+    if args.shared_file:
+        test = to_examples(load_prompt_file(SHARED_DATASETS / args.shared_file)[: args.test])
+    else:
+        test = to_examples(prompt_set.heldout[: args.test])
+    target, adapter = make_target(args.target, args.max_tokens, None)
+    metric = make_metric(values, args.judge, "embedded", args.max_tokens, None)
+    eval_metric = make_metric(values, args.eval_judge, None, args.max_tokens, None)
+    proposer = make_target(args.proposer, 160, None)[0].copy(temperature=1.0)
+
+    context = MethodContext(
+        student=Assistant(),
+        trainset=train,
+        valset=val,
+        metric=metric,
+        target_lm=target,
+        judge_lm=metric.judge.lm,
+        prompt_model=proposer,
+        max_lm_calls=args.budget,
+        adapter=adapter,
+        num_threads=args.threads,
+    )
+    rows = []
+    for name in args.methods.split(","):
+        run = run_method(name.strip(), context)
+        row = {
+            "method": run.method,
+            "error": run.error,
+            "budget_stopped": run.budget_stopped,
+            "optimisation_seconds": run.wall_seconds,
+            "usage": run.usage,
+            "instructions": run.instructions,
+        }
+        if run.program is not None:
+            started = time.monotonic()
+            with dspy.context(lm=target, adapter=adapter):
+                evaluation = evaluate_program(
+                    run.program, test, eval_metric, label=run.method, num_threads=args.threads, progress=False
+                )
+            row.update(evaluation=evaluation.to_dict(), evaluation_seconds=round(time.monotonic() - started, 1))
+        rows.append(row)
+        logging.getLogger("compare").info("%s done: %s", name, "failed: " + run.error if run.error else "ok")
+        write_outputs(args, values, rows)
+    print((args.out / "compare.md").read_text())
+
+
+def write_outputs(args: argparse.Namespace, values: ValueSet, rows: list[dict]) -> None:
+    """compare.md, compare.json and the calls-vs-conformity plot (rewritten after every method)."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    names = values.names
+    header = ["method", *names, "overall [95% CI]", "CV", "calls (t/j/p)", "tokens", "opt. s", "note"]
+    lines = [
+        f"Values: {values.name}; budget {args.budget} LM calls per method; target {args.target}, judge "
+        f"{args.judge}, proposer {args.proposer}, evaluation judge {args.eval_judge}; {args.train} optimisation, "
+        f"{args.val} selection and {args.test} test prompts.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for row in rows:
+        usage = row["usage"]
+        calls = "/".join(str(usage[r]["calls"]) for r in ("target", "judge", "proposer"))
+        tokens = sum(usage[r]["total_tokens"] for r in ("target", "judge", "proposer", "reference"))
+        note = "budget reached" if row["budget_stopped"] else ""
+        if row.get("error"):
+            note = f"failed: {row['error'][:80]}"
+        ev = row.get("evaluation")
+        if ev:
+            cells = [
+                *(f"{ev['per_value'][n]:.2f}" for n in names),
+                f"{ev['overall']:.2f} [{ev['overall_ci'][0]:.2f}, {ev['overall_ci'][1]:.2f}]",
+                f"{ev['cv']:.3f}",
+            ]
+        else:
+            cells = ["-"] * (len(names) + 2)
+        lines.append(
+            "| "
+            + " | ".join([row["method"], *cells, calls, str(tokens), f"{row['optimisation_seconds']:.0f}", note])
+            + " |"
+        )
+    (args.out / "compare.md").write_text("\n".join(lines) + "\n")
+    (args.out / "compare.json").write_text(json.dumps(rows, indent=2, default=str))
+    plot(rows, args.out / "calls_vs_conformity.png")
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6, 4), dpi=110)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    for row in rows:
+        if not row.get("evaluation"):
+            continue
+        calls = sum(row["usage"][r]["calls"] for r in ("target", "judge", "proposer"))
+        axes.scatter(calls, row["evaluation"]["overall"])
+        axes.annotate(row["method"], (calls, row["evaluation"]["overall"]), textcoords="offset points", xytext=(4, 4))
+    axes.set_xlabel("LM calls spent optimising")
+    axes.set_ylabel("overall conformity (1-5, held out)")
+    figure.savefig(path, bbox_inches="tight")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""Every method runs on the scripted world under one budget, with its calls counted per role."""
+
+import dspy
+import pytest
+
+from picaco_dspy import HashingEmbedder, RedundancyScorer, TotalCorrelationBound, ValueJudge
+from picaco_dspy.budget import BudgetExhausted, calls_spent, metered
+from picaco_dspy.methods import METHODS, MethodContext, run_method
+from picaco_dspy.usage import UsageMeter
+from programs.assistant import Assistant
+from tests.fake_engine import ScriptedReference
+
+
+def context(lm, liberalism, budget, **kwargs):
+    metric = TotalCorrelationBound(
+        liberalism,
+        judge=ValueJudge(lm=lm),
+        reference=ScriptedReference(),
+        redundancy=RedundancyScorer(HashingEmbedder()),
+    )
+    train = [dspy.Example(query=f"How should I spend day {i}?").with_inputs("query") for i in range(4)]
+    val = [dspy.Example(query=f"What about evening {i}?").with_inputs("query") for i in range(3)]
+    return MethodContext(
+        student=Assistant(),
+        trainset=train,
+        valset=val,
+        metric=metric,
+        target_lm=lm,
+        judge_lm=lm,
+        prompt_model=lm,
+        max_lm_calls=budget,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_returns_a_program_within_the_budget(method, scripted_lm, liberalism):
+    budget = 120
+    run = run_method(method, context(scripted_lm, liberalism, budget))
+    assert run.error is None, run.error
+    assert run.program is not None and run.instructions
+    spent = sum(run.usage[r]["calls"] for r in ("target", "judge", "proposer"))
+    if method in ("Q", "Q+IF", "URIAL"):
+        assert spent == 0
+    else:
+        assert 0 < spent <= budget + 4  # a parallel batch may finish calls started before the budget ran out
+        assert run.usage["proposer"]["calls"] > 0 and run.usage["judge"]["calls"] > 0
+
+
+def test_metered_lm_counts_roles_and_refuses_calls_past_the_budget(scripted_lm):
+    meter = UsageMeter()
+    lm = metered(scripted_lm, "target", meter, max_calls=2)
+    program = dspy.Predict("query -> response")
+    with dspy.context(lm=lm):
+        program(query="one")
+        program(query="two")
+        with pytest.raises(BudgetExhausted):
+            program(query="three")
+    assert calls_spent(meter) == 2 and meter.role("target").calls == 2
+    assert type(lm.copy(rollout_id=3)).__name__ == "MeteredLM"  # copies stay metered
+
+
+def test_unknown_method_is_refused(scripted_lm, liberalism):
+    from picaco_dspy import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="Unknown method"):
+        run_method("RLHF", context(scripted_lm, liberalism, 10))
