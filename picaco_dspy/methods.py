@@ -5,7 +5,7 @@ Methods: ``Q`` (program as given), ``Q+IF`` (plain value instruction), ``URIAL``
 :class:`TotalCorrelationBound` as their metric. The LMs a method gets are metered copies (:func:`metered`), so calls
 and tokens are counted per role as the engines serve them; the DSPy optimisers are also stopped by the budget
 (further calls raise :class:`BudgetExhausted`, which they treat as failed evaluations), and their best program so far
-is kept. OPRO stops itself at the budget; PICACO's schedule is sized to it.
+is kept. OPRO and PICACO stop themselves before a step that would not fit the budget.
 """
 
 from __future__ import annotations
@@ -102,9 +102,10 @@ def run_method(name: str, context: MethodContext) -> MethodRun:
         logger.warning("Method %s failed: %s", name, run.error)
     run.usage = meter.snapshot()
     run.wall_seconds = round(time.monotonic() - started, 3)
-    run.budget_stopped = calls_spent(meter) >= context.max_lm_calls or bool(
-        getattr(getattr(run.program, "opro_result", None), "budget_stopped", False)
-    )
+    own_flags = [
+        getattr(getattr(run.program, attr, None), "budget_stopped", False) for attr in ("opro_result", "picaco_result")
+    ]
+    run.budget_stopped = calls_spent(meter) >= context.max_lm_calls or any(own_flags)
     if run.program is not None:
         run.instructions = {n: p.signature.instructions for n, p in run.program.named_predictors()}
     return run
@@ -152,6 +153,7 @@ def _picaco(context: MethodContext, metric: TotalCorrelationBound, proposer: dsp
         num_threads=context.num_threads,
         seed=context.seed,
         progress=context.progress,
+        max_lm_calls=context.max_lm_calls,
         **settings,
     )
     return optimizer.compile(context.student, trainset=context.trainset, valset=context.valset)

@@ -90,6 +90,7 @@ class PICACOResult:
     usage: dict[str, dict[str, int]] = field(default_factory=dict)
     wall_seconds: float = 0.0
     finished: bool = False
+    budget_stopped: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -54,6 +54,10 @@ class PICACO(Teleprompter):
         final_candidates: How many instructions compete in the final selection: the best by J on the final pools among
             the instructions chosen in any iteration and the candidates of the last one (the seed always competes).
         num_threads: Parallel LM calls (None: DSPy's setting).
+        max_lm_calls: Budget of target + judge + proposer calls. Before each phase its expected cost is checked
+            against what is left; when it does not fit, the run stops cleanly, selects among what it has (on the
+            valset when the remaining budget pays for it, else on the pools) and is marked ``budget_stopped``.
+            Judge retries can overshoot the budget by a few calls.
         seed: Seeds every rollout id, so the same seed with the same cache replays the same run.
         log_dir: Where ``run.json`` and ``pools.json`` are written after every iteration, and ``program.json`` at
             the end.
@@ -82,6 +86,7 @@ class PICACO(Teleprompter):
         predictor_names: Sequence[str] | None = None,
         final_candidates: int = 3,
         num_threads: int | None = None,
+        max_lm_calls: int | None = None,
         seed: int = 0,
         log_dir: str | Path | None = None,
         progress: bool = True,
@@ -109,6 +114,8 @@ class PICACO(Teleprompter):
         require_int("seed", seed, 0)
         if num_threads is not None:
             require_int("num_threads", num_threads, 1)
+        if max_lm_calls is not None:
+            require_int("max_lm_calls", max_lm_calls, 1)
         for name, value in (
             ("response_temperature", response_temperature),
             ("proposal_temperature", proposal_temperature),
@@ -133,6 +140,7 @@ class PICACO(Teleprompter):
         self.predictor_names = list(predictor_names) if predictor_names is not None else None
         self.final_candidates = final_candidates
         self.num_threads = num_threads
+        self.max_lm_calls = max_lm_calls
         self.seed = seed
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self.progress = progress
@@ -209,11 +217,22 @@ class _Run:
             self.targets,
             self.opt.num_iterations,
         )
-        if self.opt.noisy_pool_size:
+        n, jc = len(self.pools), self._judge_calls_per_response()
+        if self.opt.noisy_pool_size and self._affordable(
+            n * self.opt.noisy_samples_per_prompt + n * self.opt.noisy_pool_size * jc, "the noisy pool"
+        ):
             self._build_noisy_pool()
         current = self.seed_instruction
         history: list[tuple[str, float]] = []
+        iteration_cost = n * self.opt.samples_per_prompt * (1 + jc) + self.opt.num_candidates
         for iteration in range(1, self.opt.num_iterations + 1):
+            if not self._affordable(iteration_cost, f"iteration {iteration}"):
+                if iteration == 1:
+                    raise ConfigurationError(
+                        f"max_lm_calls={self.opt.max_lm_calls} does not pay for one iteration ({iteration_cost} "
+                        "calls expected); raise the budget or shrink the prompts, samples or candidates."
+                    )
+                break
             record = self._enhance_responses(iteration, current)
             current, candidates, failures = self._refine_instruction(iteration, current, history)
             record.candidates, record.proposal_failures = candidates, failures
@@ -235,6 +254,24 @@ class _Run:
             self._checkpoint()
         best = self._select_final(valset)
         return self._finish(best)
+
+    # ------------------------------------------------------------------ budget
+    def _judge_calls_per_response(self) -> int:
+        return 1 if self.metric.judge.mode == "joint" else len(self.values)
+
+    def _spent(self) -> int:
+        usage = self.meter.snapshot()
+        return sum(usage[role]["calls"] for role in ("target", "judge", "proposer"))
+
+    def _affordable(self, cost: int, phase: str) -> bool:
+        """Whether ``cost`` more calls fit the budget; logs and marks the run when they do not."""
+        if self.opt.max_lm_calls is None or self._spent() + cost <= self.opt.max_lm_calls:
+            return True
+        if not self.result.budget_stopped:
+            logger.info("Budget: %s would need about %d calls, %d of %d are left; stopping here", phase, cost,
+                        self.opt.max_lm_calls - self._spent(), self.opt.max_lm_calls)
+        self.result.budget_stopped = True
+        return False
 
     # ------------------------------------------------------------------ noisy pool
     def _build_noisy_pool(self) -> None:
@@ -358,6 +395,10 @@ class _Run:
         contenders = sorted(pool, key=lambda t: -final_J[t])[: self.opt.final_candidates]
         if self.seed_instruction not in contenders:
             contenders.append(self.seed_instruction)
+        if valset is not None and not self._affordable(
+            len(contenders) * len(valset) * (1 + self._judge_calls_per_response()), "the valset selection"
+        ):
+            valset = None
         if valset is None:
             selection = SelectionRecord("pools", {t: final_J[t] for t in contenders})
         else:

@@ -300,3 +300,19 @@ def test_final_selection_puts_the_best_instructions_and_the_seed_on_the_valset(a
     assert result.seed_instruction in contenders and contenders <= chosen | last_round
     assert len(contenders) >= min(SETTINGS.get("final_candidates", 3), len(chosen | last_round))
     assert result.final_instruction == max(contenders, key=lambda t: result.selection.scores[t])
+
+
+def test_budget_stops_cleanly_and_keeps_the_best_so_far(scripted_metric, scripted_lm):
+    # 4 prompts: noisy pool 4x4 runs + 8 judgements = 24 calls; an iteration 4x2 runs + 8 judgements + 4 proposals = 20
+    aligned = compile_program(Assistant(), scripted_metric, scripted_lm, max_lm_calls=70)
+    result = aligned.picaco_result
+    spent = sum(result.usage[r]["calls"] for r in ("target", "judge", "proposer"))
+    assert result.budget_stopped and len(result.iterations) == 2 and spent <= 70
+    assert result.selection.on == "pools"  # the valset selection (up to 24 calls) no longer fits
+    assert result.final_instruction in {c.instruction for r in result.iterations for c in r.candidates}
+
+
+
+def test_a_budget_below_one_iteration_is_refused(scripted_metric, scripted_lm):
+    with pytest.raises(ConfigurationError, match="does not pay for one iteration"):
+        compile_program(Assistant(), scripted_metric, scripted_lm, max_lm_calls=30)
