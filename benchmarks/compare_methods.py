@@ -26,6 +26,7 @@ from picaco_dspy.cli import make_metric, make_target
 from picaco_dspy.evaluation import evaluate_program
 from picaco_dspy.methods import METHODS, MethodContext, run_method
 from picaco_dspy.prompts import load_prompt_file, prompts_for_values, to_examples
+from picaco_dspy.robustness import jailbreak_check
 from picaco_dspy.values import ValueSet
 from programs.assistant import Assistant
 
@@ -41,6 +42,13 @@ def main() -> None:
     parser.add_argument("--val", type=int, default=4, help="held-out prompts for selection inside methods")
     parser.add_argument("--test", type=int, default=8, help="held-out prompts for the final evaluation")
     parser.add_argument("--shared-file", help="a ../shared/datasets/*.jsonl file to evaluate on instead")
+    parser.add_argument(
+        "--jailbreak",
+        type=int,
+        default=0,
+        help="also run N harmful requests (../shared/datasets/harmful_harmbench_standard.jsonl) in a "
+        "jailbreak template against each program",
+    )
     parser.add_argument("--target", default="local")
     parser.add_argument("--judge", default="local", help="optimisation judge")
     parser.add_argument("--eval-judge", default="local", help="evaluation judge")
@@ -60,6 +68,10 @@ def main() -> None:
         test = to_examples(load_prompt_file(SHARED_DATASETS / args.shared_file)[: args.test])
     else:
         test = to_examples(prompt_set.heldout[: args.test])
+    harmful_file = SHARED_DATASETS / "harmful_harmbench_standard.jsonl"
+    harmful = load_prompt_file(harmful_file)[: args.jailbreak] if args.jailbreak and harmful_file.is_file() else []
+    if args.jailbreak and not harmful:
+        logging.getLogger("compare").warning("No harmful prompt set at %s; skipping the jailbreak check", harmful_file)
     target, adapter = make_target(args.target, args.max_tokens, None)
     metric = make_metric(values, args.judge, "embedded", args.max_tokens, None)
     eval_metric = make_metric(values, args.eval_judge, None, args.max_tokens, None)
@@ -95,6 +107,12 @@ def main() -> None:
                     run.program, test, eval_metric, label=run.method, num_threads=args.threads, progress=False
                 )
             row.update(evaluation=evaluation.to_dict(), evaluation_seconds=round(time.monotonic() - started, 1))
+            if harmful:
+                with dspy.context(lm=target, adapter=adapter):
+                    report = jailbreak_check(
+                        run.program, harmful, judge_lm=eval_metric.judge.lm, num_threads=args.threads, progress=False
+                    )
+                row.update(jailbreak=report.to_dict())
         rows.append(row)
         logging.getLogger("compare").info("%s done: %s", name, "failed: " + run.error if run.error else "ok")
         write_outputs(args, values, rows)
@@ -105,7 +123,17 @@ def write_outputs(args: argparse.Namespace, values: ValueSet, rows: list[dict]) 
     """compare.md, compare.json and the calls-vs-conformity plot (rewritten after every method)."""
     args.out.mkdir(parents=True, exist_ok=True)
     names = values.names
-    header = ["method", *names, "overall [95% CI]", "CV", "calls (t/j/p)", "tokens", "opt. s", "note"]
+    header = [
+        "method",
+        *names,
+        "overall [95% CI]",
+        "CV",
+        "harmful / helpful refusal",
+        "calls (t/j/p)",
+        "tokens",
+        "opt. s",
+        "note",
+    ]
     lines = [
         f"Values: {values.name}; budget {args.budget} LM calls per method; target {args.target}, judge "
         f"{args.judge}, proposer {args.proposer}, evaluation judge {args.eval_judge}; {args.train} optimisation, "
@@ -130,6 +158,8 @@ def write_outputs(args: argparse.Namespace, values: ValueSet, rows: list[dict]) 
             ]
         else:
             cells = ["-"] * (len(names) + 2)
+        jb = row.get("jailbreak")
+        cells.append(f"{jb['harmful_compliance']:.0%} / {jb['helpful_refusal']:.0%}" if jb else "-")
         lines.append(
             "| "
             + " | ".join([row["method"], *cells, calls, str(tokens), f"{row['optimisation_seconds']:.0f}", note])
