@@ -71,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="litellm model, 'local' (embedded), local:<HF id or folder>, or 'template' (no LM); default local",
     )
     comp.add_argument("--reference", default="embedded", help="reference model: 'embedded', HF id or folder")
+    comp.add_argument(
+        "--method",
+        default="PICACO",
+        choices=["PICACO", "Q+IF", "URIAL", "OPRO", "COPRO", "MIPROv2", "GEPA"],
+        help="PICACO (default) or a baseline to run on the same models and budget",
+    )
+    comp.add_argument("--budget", type=int, help="LM calls (target + judge + proposer) the method may spend")
     comp.add_argument("--iterations", type=int, default=10)
     comp.add_argument("--candidates", type=int, default=4)
     comp.add_argument("--aligned-pool", type=int, default=10, help="M1, responses kept per prompt")
@@ -100,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--prompts", required=True)
     ev.add_argument("--prompt-column")
     _add_model_args(ev)
+    ev.add_argument("--win-rate", action="store_true",
+                    help="judge every program pairwise against the first one (win rate with a bootstrap interval)")
     ev.add_argument("--out", type=Path, help="write evaluation.json, evaluation.md and radar.png here")
 
     values = sub.add_parser("values", help="list or show value sets")
@@ -123,10 +132,16 @@ def _add_program_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", default="local",
-                        help="target model: litellm string, 'local' (embedded, default) or local:<HF id or folder>")
-    parser.add_argument("--judge", default="local",
-                        help="judge model: litellm string, 'local' (embedded, default) or local:<HF id or folder>")
+    parser.add_argument(
+        "--target",
+        default="local",
+        help="target model: litellm string, 'local' (embedded, default) or local:<HF id or folder>",
+    )
+    parser.add_argument(
+        "--judge",
+        default="local",
+        help="judge model: litellm string, 'local' (embedded, default) or local:<HF id or folder>",
+    )
     parser.add_argument("--api-base", help="base URL for an OpenAI-compatible server (vLLM, llama.cpp, Ollama)")
 
 
@@ -242,7 +257,93 @@ def run_compile(args: argparse.Namespace) -> int:
         train, val = prompts[:cut], prompts[cut:]
         if not val:
             raise CliError(f"{len(prompts)} prompt(s) leave none to hold out; give more prompts or --valset")
+    if args.budget is not None and args.budget < 1:
+        raise CliError(f"--budget must be at least 1, got {args.budget}")
+    if args.method != "PICACO":
+        return _compile_baseline(args, train, val)
     return _compile_and_report(args, train, val)
+
+
+def _compile_baseline(args: argparse.Namespace, train: list[str], val: list[str]) -> int:
+    """Run a baseline method, then judge it and the plain value instruction (Q+IF) on the held-out prompts."""
+    import dspy
+
+    from picaco_dspy.baselines import value_instruction_program
+    from picaco_dspy.evaluation import comparison_table, evaluate_program
+    from picaco_dspy.methods import MethodContext, run_method
+    from picaco_dspy.prompts import to_examples
+    from picaco_dspy.report import radar_chart
+    from picaco_dspy.result import write_json
+    from picaco_dspy.values import ValueSet
+
+    if args.proposer == "template" and args.method in ("OPRO", "COPRO", "MIPROv2", "GEPA"):
+        raise CliError(f"--method {args.method} needs an LM proposer; --proposer template works with PICACO only")
+    values = ValueSet.resolve(args.values)
+    program, input_field = load_program(args.program)
+    target, adapter = make_target(args.target, args.max_tokens, args.api_base)
+    metric = make_metric(values, args.judge, args.reference, args.max_tokens, args.api_base, beta=args.beta)
+    proposer = make_target(args.proposer, 200, args.api_base)[0].copy(temperature=1.0)
+    trainset, valset = to_examples(train, input_field), to_examples(val, input_field)
+    context = MethodContext(
+        student=program,
+        trainset=trainset,
+        valset=valset,
+        metric=metric,
+        target_lm=target,
+        judge_lm=metric.judge.lm or target,
+        prompt_model=proposer,
+        max_lm_calls=args.budget or 10**9,
+        adapter=adapter,
+        num_threads=args.threads,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    with dspy.context(lm=target, adapter=adapter):
+        preflight(program, trainset[0], metric)
+    run = run_method(args.method, context)
+    if run.error:
+        raise CliError(f"{args.method} failed: {run.error}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    run.program.save(str(out / "program.json"))
+    write_json(
+        out / "run.json",
+        {
+            "method": run.method,
+            "usage": run.usage,
+            "wall_seconds": run.wall_seconds,
+            "budget_stopped": run.budget_stopped,
+            "instructions": run.instructions,
+        },
+    )
+    with dspy.context(lm=target, adapter=adapter):
+        evaluations = [
+            evaluate_program(
+                value_instruction_program(program, values),
+                valset,
+                metric,
+                label="Q+IF",
+                num_threads=args.threads,
+                progress=not args.no_progress,
+            ),
+            evaluate_program(
+                run.program, valset, metric, label=args.method, num_threads=args.threads, progress=not args.no_progress
+            ),
+        ]
+    table = comparison_table(evaluations)
+    chart = radar_chart({e.label: e.per_value for e in evaluations}, out / "radar.png", title=values.name)
+    calls = ", ".join(f"{role} {u['calls']}" for role, u in run.usage.items() if role != "reference")
+    (out / "report.md").write_text(
+        f"# {args.method} run: {values.name}\n\n{table}\n\n![radar](radar.png)\n\n"
+        f"Optimisation calls: {calls}; {run.wall_seconds:.0f} s"
+        f"{' (budget reached)' if run.budget_stopped else ''}.\n",
+        encoding="utf-8",
+    )
+    print(table)
+    print(
+        f"\nOptimisation calls: {calls}. Wrote {out / 'program.json'}, {out / 'run.json'}, {out / 'report.md'}, {chart}"
+    )
+    return 0
 
 
 def _compile_and_report(args: argparse.Namespace, train: list[str], val: list[str]) -> int:
@@ -273,6 +374,7 @@ def _compile_and_report(args: argparse.Namespace, train: list[str], val: list[st
             samples_per_prompt=args.samples,
             num_threads=args.threads,
             seed=args.seed,
+            max_lm_calls=getattr(args, "budget", None),
             log_dir=out,
             progress=not args.no_progress,
             **proposer_kwargs,
@@ -285,8 +387,10 @@ def _compile_and_report(args: argparse.Namespace, train: list[str], val: list[st
     _print_table(values.names, table)
     print(f"\nFinal instruction:\n{result.final_instruction}\n")
     if result.final_instruction == result.seed_instruction:
-        print("PICACO kept the seed instruction: no candidate scored higher. With the embedded 135M judge the scores "
-              "are nearly flat; point --target/--judge/--proposer at a real model for real alignment.\n")
+        print(
+            "PICACO kept the seed instruction: no candidate scored higher. With the embedded 135M judge the scores "
+            "are nearly flat; point --target/--judge/--proposer at a real model for real alignment.\n"
+        )
     usage = result.usage
     print(
         "Calls: "
@@ -314,7 +418,8 @@ def _print_table(names: list[str], table: dict[str, dict[str, float]]) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     import dspy
 
-    from picaco_dspy.evaluation import comparison_table, evaluate_program
+    from picaco_dspy.evaluation import add_win_rate, comparison_table, evaluate_program
+    from picaco_dspy.pairwise import PairwiseJudge
     from picaco_dspy.prompts import load_prompts, to_examples
     from picaco_dspy.report import radar_chart
     from picaco_dspy.values import ValueSet
@@ -344,6 +449,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
                     candidate, examples, metric, label=label, num_threads=args.threads, progress=not args.no_progress
                 )
             )
+        if args.win_rate and len(evaluations) > 1:
+            judge = PairwiseJudge(lm=metric.judge.lm)
+            for evaluation in evaluations[1:]:
+                add_win_rate(evaluation, evaluations[0], judge, values, num_threads=args.threads,
+                             progress=not args.no_progress)
     table = comparison_table(evaluations)
     print(table)
     if args.out:

@@ -58,6 +58,26 @@ def test_values_list_and_show(capsys):
             "--limit",
         ),
         (["evaluate", "--values", "liberalism-4", "--prompts", "everyday-help", "--no-bare"], "nothing to evaluate"),
+        (
+            [
+                "compile",
+                "--values",
+                "liberalism-4",
+                "--prompts",
+                "everyday-help",
+                "--method",
+                "OPRO",
+                "--proposer",
+                "template",
+                "--out",
+                "x",
+            ],
+            "needs an LM proposer",
+        ),
+        (
+            ["compile", "--values", "liberalism-4", "--prompts", "everyday-help", "--budget", "0", "--out", "x"],
+            "--budget",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
@@ -185,6 +205,31 @@ def test_compile_then_evaluate_on_the_embedded_model(capsys, tmp_path):
     rows = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
     assert [r["judged"] + r["failed"] for r in rows] == [3, 3]
     assert all(1 <= v <= 5 for r in rows for v in r["per_value"].values())
+
+    baseline = tmp_path / "urial"
+    code, stdout, err = run(
+        capsys,
+        "compile",
+        "--method",
+        "URIAL",
+        "--values",
+        "liberalism-4",
+        "--prompts",
+        str(prompts),
+        "--val-fraction",
+        "0.34",
+        "--max-tokens",
+        "24",
+        "--no-progress",
+        "--out",
+        str(baseline),
+    )
+    assert code == 0, err
+    assert "| Q+IF |" in stdout and "| URIAL |" in stdout
+    assert json.loads((baseline / "run.json").read_text())["method"] == "URIAL"
+    restored = Assistant()
+    restored.load(str(baseline / "program.json"))
+    assert "helpful, respectful and honest" in restored.respond.signature.instructions and restored.respond.demos
 
 
 def test_cli_does_not_leave_dspy_settings_changed(capsys):
