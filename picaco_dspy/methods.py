@@ -101,6 +101,9 @@ def run_method(name: str, context: MethodContext) -> MethodRun:
         run.error = f"{type(exc).__name__}: {exc}"
         logger.warning("Method %s failed: %s", name, run.error)
     run.usage = meter.snapshot()
+    picaco_result = getattr(run.program, "picaco_result", None)
+    if picaco_result is not None:  # the reference model is local compute, metered by PICACO itself
+        run.usage["reference"] = dict(picaco_result.usage["reference"])
     run.wall_seconds = round(time.monotonic() - started, 3)
     own_flags = [
         getattr(getattr(run.program, attr, None), "budget_stopped", False) for attr in ("opro_result", "picaco_result")

@@ -45,6 +45,7 @@ def test_every_method_returns_a_program_within_the_budget(method, scripted_lm, l
     else:
         assert 0 < spent <= budget + 4  # a parallel batch may finish calls started before the budget ran out
         assert run.usage["proposer"]["calls"] > 0 and run.usage["judge"]["calls"] > 0
+    assert (run.usage["reference"]["input_tokens"] > 0) == (method == "PICACO")
 
 
 def test_metered_lm_counts_roles_and_refuses_calls_past_the_budget(scripted_lm):
