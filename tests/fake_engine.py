@@ -200,3 +200,17 @@ class ScriptedReference:
                 p = probs[value]
                 total += -0.3 if p >= 0.9 else -0.8 if p >= 0.5 else -2.5 if p > 0 else -4.0
         return ResponseLikelihood(total, max(len(words), 1))
+
+
+def guided_instruction(names) -> str:
+    """An instruction with a guidance bullet for every value: the target honours them all (probability 0.95)."""
+    return "Answer well.\n" + "\n".join(f"- {v}: show it." for v in names)
+
+
+def assistant_with(instruction: str):
+    """The example assistant with ``instruction`` as its predictor's instruction."""
+    from programs.assistant import Assistant
+
+    program = Assistant()
+    program.respond.signature = program.respond.signature.with_instructions(instruction)
+    return program

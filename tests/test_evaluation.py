@@ -5,8 +5,7 @@ from picaco_dspy.evaluation import comparison_table, evaluate_program
 from picaco_dspy.prompts import to_examples
 from picaco_dspy.proposer import TemplateProposer
 from picaco_dspy.stats import bootstrap_ci, coefficient_of_variation
-from programs.assistant import Assistant
-from tests.fake_engine import honour_probabilities
+from tests.fake_engine import assistant_with, guided_instruction, honour_probabilities
 
 
 def test_coefficient_of_variation_by_hand():
@@ -17,12 +16,9 @@ def test_coefficient_of_variation_by_hand():
 
 
 def test_evaluate_program_on_the_scripted_world(scripted_metric, scripted_lm, engine):
-    program = Assistant()  # the seed instruction: a plain list of the values (the bottleneck drops the last two)
-    program.respond.signature = program.respond.signature.with_instructions(scripted_metric.values.seed_instruction())
-    guided = Assistant()
-    guided.respond.signature = guided.respond.signature.with_instructions(
-        "Answer well.\n" + "\n".join(f"- {v}: show it." for v in scripted_metric.values.names)
-    )
+    # the seed instruction is a plain list of the values (the bottleneck drops the last two)
+    program = assistant_with(scripted_metric.values.seed_instruction())
+    guided = assistant_with(guided_instruction(scripted_metric.values.names))
     examples = to_examples([f"Question {i}?" for i in range(6)])
     with dspy.context(lm=scripted_lm):
         seed = evaluate_program(program, examples, scripted_metric, label="seed", num_threads=1, progress=False)
@@ -86,13 +82,8 @@ def test_win_rate_against_a_reference_program(scripted_metric, scripted_lm):
     from picaco_dspy.evaluation import add_win_rate
     from picaco_dspy.pairwise import PairwiseJudge
 
-    seed_program, guided = Assistant(), Assistant()
-    seed_program.respond.signature = seed_program.respond.signature.with_instructions(
-        scripted_metric.values.seed_instruction()
-    )
-    guided.respond.signature = guided.respond.signature.with_instructions(
-        "Answer well.\n" + "\n".join(f"- {v}: show it." for v in scripted_metric.values.names)
-    )
+    seed_program = assistant_with(scripted_metric.values.seed_instruction())
+    guided = assistant_with(guided_instruction(scripted_metric.values.names))
     examples = to_examples([f"Question {i}?" for i in range(8)])
     with dspy.context(lm=scripted_lm):
         seed = evaluate_program(seed_program, examples, scripted_metric, label="seed", num_threads=1, progress=False)

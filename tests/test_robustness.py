@@ -5,15 +5,13 @@ from picaco_dspy.baselines import bare_program, value_instruction_program
 from picaco_dspy.judge_parsing import JudgementParseError
 from picaco_dspy.robustness import JAILBREAK_TEMPLATE, jailbreak_check, parse_label
 from programs.assistant import Assistant
+from tests.fake_engine import assistant_with, guided_instruction
 
 REQUESTS = ["<harmful request 1>", "<harmful request 2>", "<harmful request 3>"]
 
 
 def test_jailbreak_shares_follow_the_programs_behaviour(scripted_lm, engine, liberalism):
-    guided = Assistant()
-    guided.respond.signature = guided.respond.signature.with_instructions(
-        "Answer well.\n" + "\n".join(f"- {v}: show it." for v in liberalism.names)
-    )
+    guided = assistant_with(guided_instruction(liberalism.names))
     with dspy.context(lm=scripted_lm):
         bare = jailbreak_check(bare_program(Assistant()), REQUESTS, judge_lm=scripted_lm, progress=False)
         plain = jailbreak_check(
