@@ -12,6 +12,7 @@ from pathlib import Path
 import dspy
 
 from picaco_dspy.errors import ConfigurationError
+from picaco_dspy.validation import read_text_file
 
 _PACKAGE = "picaco_dspy.prompt_sets"
 PROMPT_COLUMNS = ("prompt", "query", "question", "instruction", "input", "text")
@@ -79,12 +80,7 @@ def load_prompt_file(path: str | Path, column: str | None = None) -> list[str]:
         PromptFileError: the file is missing, not UTF-8, malformed, has no such column, or holds no prompts.
     """
     path = Path(path)
-    if not path.is_file():
-        raise PromptFileError(f"Prompt file {str(path)!r} does not exist.")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise PromptFileError(f"Prompt file {str(path)!r} is not UTF-8 text ({exc.reason}); save it as UTF-8.") from exc
+    text = read_text_file(path, kind="Prompt file", error=PromptFileError)
     if not text.strip():
         raise PromptFileError(f"Prompt file {str(path)!r} is empty.")
     suffix = path.suffix.lower()

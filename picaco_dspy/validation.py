@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from picaco_dspy.errors import ConfigurationError
@@ -13,3 +14,15 @@ def require_int(name: str, value: Any, low: int, high: int | None = None) -> int
         bound = f">= {low}" if high is None else f"between {low} and {high}"
         raise ConfigurationError(f"{name} must be an integer {bound}, got {value!r}.")
     return value
+
+
+def read_text_file(path: str | Path, *, kind: str, error: type[Exception]) -> str:
+    """Read a UTF-8 text file (a leading BOM is dropped), raising ``error`` with a clear message when it is missing or
+    not UTF-8. ``kind`` names the file in messages (e.g. "Prompt file")."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{kind} {str(path)!r} does not exist.")
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise error(f"{kind} {str(path)!r} is not UTF-8 text ({exc.reason}); save it as UTF-8.") from exc

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from picaco_dspy.errors import ValueSetError
+from picaco_dspy.validation import read_text_file
 
 _BUILTIN_PACKAGE = "picaco_dspy.value_sets"
 
@@ -127,12 +128,7 @@ class ValueSet:
     def from_file(cls, path: str | Path) -> ValueSet:
         """Load a value set from a YAML (``.yaml``/``.yml``) or JSON file. The file is parsed as data only."""
         path = Path(path)
-        if not path.is_file():
-            raise ValueSetError(f"Value file {str(path)!r} does not exist: give the path of a YAML or JSON value set.")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise ValueSetError(f"Value file {str(path)!r} is not UTF-8 text ({exc}); save it as UTF-8.") from exc
+        text = read_text_file(path, kind="Value file", error=ValueSetError)
         data = _parse_text(text, suffix=path.suffix.lower(), origin=str(path))
         return cls.from_dict(data, default_name=path.stem)
 
