@@ -13,8 +13,11 @@ from picaco_dspy.errors import (
     ProgramError,
     ValueSetError,
 )
+from picaco_dspy.evaluation import ProgramEvaluation, add_win_rate, evaluate_program
 from picaco_dspy.judge import Judgement, ValueJudge
 from picaco_dspy.local_engine import TransformersEngine, local_lm
+from picaco_dspy.opro import OPRO
+from picaco_dspy.pairwise import PairwiseJudge
 from picaco_dspy.proposer import InstructionProposer, TemplateProposer
 from picaco_dspy.redundancy import HashingEmbedder, LiteLLMEmbedder, RedundancyScorer, TransformersEmbedder
 from picaco_dspy.reference import LikelihoodRequest, ReferenceModel, ResponseLikelihood
@@ -26,6 +29,7 @@ from picaco_dspy.values import Value, ValueSet
 __version__ = "0.1.0"
 
 __all__ = [
+    "OPRO",
     "PICACO",
     "ConfigurationError",
     "HashingEmbedder",
@@ -36,9 +40,11 @@ __all__ = [
     "LikelihoodRequest",
     "LiteLLMEmbedder",
     "PICACOResult",
+    "PairwiseJudge",
     "PicacoError",
     "PlainTextAdapter",
     "PoolItem",
+    "ProgramEvaluation",
     "ProgramError",
     "RedundancyScorer",
     "ReferenceModel",
@@ -53,5 +59,7 @@ __all__ = [
     "ValueJudge",
     "ValueSet",
     "ValueSetError",
+    "add_win_rate",
+    "evaluate_program",
     "local_lm",
 ]
