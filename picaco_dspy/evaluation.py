@@ -32,6 +32,7 @@ class ProgramEvaluation:
         cv: Coefficient of variation of ``per_value`` (population std / mean); lower is more balanced.
         all_values_at_least_4: Share of prompts whose response scores >= 4 on every value.
         mean_reward: Mean ``r`` of the responses.
+        mean_score: Mean metric score in [0, 1] (``r`` mapped as DSPy optimisers see it).
         judged: Responses judged.
         failed: Program runs or judgements that failed (excluded from every number above).
         responses: Per prompt: the prompt, the response and its conformity.
@@ -50,6 +51,7 @@ class ProgramEvaluation:
     cv: float
     all_values_at_least_4: float
     mean_reward: float
+    mean_score: float
     judged: int
     failed: int
     responses: list[dict[str, Any]] = field(default_factory=list)
@@ -72,13 +74,18 @@ def evaluate_program(
     label: str = "program",
     num_threads: int | None = None,
     progress: bool = True,
+    meter: UsageMeter | None = None,
 ) -> ProgramEvaluation:
     """Run ``program`` once per example and judge every response against ``metric``'s values.
+
+    Args:
+        meter: Count the calls in this meter (e.g. an optimiser's budget); ``usage`` then holds this evaluation's share.
 
     Raises:
         PicacoError: every run or judgement failed.
     """
-    meter = UsageMeter()
+    meter = meter if meter is not None else UsageMeter()
+    before = meter.snapshot()
     prompts = [prompt_text(ex, metric.prompt_field) for ex in examples]
     responses = generate_responses(
         [(program, dict(ex.inputs())) for ex in examples],
@@ -102,10 +109,11 @@ def evaluate_program(
         cv=coefficient_of_variation(per_value.values()),
         all_values_at_least_4=float(np.mean([all(s.conformity[n] >= 4 for n in names) for _, _, s in judged])),
         mean_reward=float(np.mean([s.reward for _, _, s in judged])),
+        mean_score=float(np.mean([s.score for _, _, s in judged])),
         judged=len(judged),
         failed=len(examples) - len(judged),
         responses=[{"prompt": p, "response": r, "conformity": s.conformity} for p, r, s in judged],
-        usage=meter.snapshot(),
+        usage=_usage_since(before, meter.snapshot()),
         overall_ci=bootstrap_ci(matrix.mean(axis=1)),
         per_value_ci={n: bootstrap_ci(matrix[:, k]) for k, n in enumerate(names)},
     )
@@ -176,3 +184,7 @@ def comparison_table(evaluations: Sequence[ProgramEvaluation]) -> str:
         ]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def _usage_since(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    return {role: {k: v - before[role][k] for k, v in counts.items()} for role, counts in after.items()}

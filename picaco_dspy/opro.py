@@ -14,12 +14,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import dspy
-import numpy as np
 from dspy.teleprompt import Teleprompter
 
-from picaco_dspy.batch import generate_responses, score_responses
 from picaco_dspy.bound import TotalCorrelationBound, prompt_text
 from picaco_dspy.errors import ConfigurationError, PicacoError
+from picaco_dspy.evaluation import evaluate_program
 from picaco_dspy.program_edit import compose, own_instructions, target_predictors, with_meta_instruction
 from picaco_dspy.proposer import clean_proposal
 from picaco_dspy.usage import UsageMeter
@@ -160,27 +159,22 @@ class OPRO(Teleprompter):
 
         def evaluate(step: int, instruction: str) -> None:
             program = with_meta_instruction(student, own, instruction)
-            responses = generate_responses(
-                [(program, dict(ex.inputs())) for ex in examples],
-                response_field=self.metric.response_field,
-                meter=meter,
-                num_threads=self.num_threads,
-                progress=self.progress,
-            )
-            ok = [(p, r) for p, r in zip(prompts, responses) if not isinstance(r, Exception)]
-            scores = [
-                s
-                for s in score_responses(
-                    self.metric, ok, meter=meter, num_threads=self.num_threads, progress=self.progress
+            try:
+                evaluation = evaluate_program(
+                    program,
+                    examples,
+                    self.metric,
+                    label=f"step {step}",
+                    num_threads=self.num_threads,
+                    progress=self.progress,
+                    meter=meter,
                 )
-                if not isinstance(s, Exception)
-            ]
-            if scores:
-                score = 100.0 * float(np.mean([s.score for s in scores]))
-                result.trajectory.append(OPROStep(step, instruction, score, len(scores), len(examples) - len(scores)))
-                logger.info("OPRO step %d: score %.2f (%d judged)", step, score, len(scores))
-            else:
+            except PicacoError:
                 logger.warning("OPRO step %d: every run or judgement failed; the instruction gets no score", step)
+                return
+            score = 100.0 * evaluation.mean_score
+            result.trajectory.append(OPROStep(step, instruction, score, evaluation.judged, evaluation.failed))
+            logger.info("OPRO step %d: score %.2f (%d judged)", step, score, evaluation.judged)
 
         seed_instruction = self.metric.values.seed_instruction()
         if not affordable(evaluation_cost):
