@@ -53,16 +53,30 @@ def generate_responses(
 ) -> list[str | Exception]:
     """Run each ``(program, inputs)`` job and return its response text, or the exception it raised."""
 
-    def run(job: tuple[dspy.Module, dict[str, Any]]) -> str | Exception:
-        program, inputs = job
-        try:
-            return response_text(program(**inputs), response_field)
-        except Exception as exc:
-            logger.warning("Program run failed on %r: %s: %s", _short(inputs), type(exc).__name__, exc)
-            return exc
-
     with _track(meter, "target"):
-        return parallel_map(run, jobs, num_threads=num_threads, progress=progress)
+        return parallel_map(lambda job: run_program(job[0], job[1], response_field), jobs, num_threads=num_threads,
+                            progress=progress)
+
+
+def run_program(program: dspy.Module, inputs: dict[str, Any], response_field: str | None = None) -> str | Exception:
+    """Run ``program`` on ``inputs`` and return its response text, or the exception it raised (logged)."""
+    try:
+        return response_text(program(**inputs), response_field)
+    except Exception as exc:
+        logger.warning("Program run failed on %r: %s: %s", _short(inputs), type(exc).__name__, exc)
+        return exc
+
+
+def judge_response(
+    metric: TotalCorrelationBound, prompt: str, response: str, redundancy: float | None
+) -> ResponseScore | JudgeError:
+    """Judge one response and combine with its ``q_phi``; a failed judgement comes back as its error (logged)."""
+    try:
+        judgement = metric.judge.judge(prompt, response, metric.values)
+    except JudgeError as exc:
+        logger.warning("Judgement failed: %s", exc)
+        return exc
+    return metric.score_judged(judgement, redundancy)
 
 
 def score_responses(
@@ -75,17 +89,10 @@ def score_responses(
 ) -> list[ResponseScore | JudgeError]:
     """Judge each ``(prompt, response)`` and combine with ``q_phi``; a failed judgement comes back as its error."""
 
-    def judge(item: tuple[str, str]):
-        try:
-            return metric.judge.judge(item[0], item[1], metric.values)
-        except JudgeError as exc:
-            logger.warning("Judgement failed: %s", exc)
-            return exc
-
-    with _track(meter, "judge"):
-        judgements = parallel_map(judge, items, num_threads=num_threads, progress=progress)
     q_phi = metric.redundancy_of([p for p, _ in items], [r for _, r in items])
-    return [j if isinstance(j, Exception) else metric.score_judged(j, q) for j, q in zip(judgements, q_phi)]
+    with _track(meter, "judge"):
+        return parallel_map(lambda job: judge_response(metric, *job), [(p, r, q) for (p, r), q in zip(items, q_phi)],
+                            num_threads=num_threads, progress=progress)
 
 
 def _track(meter: UsageMeter | None, role: str):

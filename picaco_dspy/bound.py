@@ -64,6 +64,16 @@ class ResponseScore:
             "score": self.score,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ResponseScore:
+        return cls(
+            dict(data["conformity"]),
+            dict(data["probabilities"]),
+            float(data["redundancy"]),
+            float(data["reward"]),
+            float(data["score"]),
+        )
+
 
 @dataclass(frozen=True)
 class PoolItem:

@@ -7,6 +7,8 @@ them, and once the budget is spent every further call raises :class:`BudgetExhau
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import dspy
@@ -68,3 +70,41 @@ def calls_spent(meter: UsageMeter) -> int:
 def _check_budget(meter: UsageMeter, max_calls: int | None) -> None:
     if max_calls is not None and calls_spent(meter) >= max_calls:
         raise BudgetExhausted(f"the budget of {max_calls} LM calls is spent")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Limits on what a run may spend on target + judge + proposer calls (None: no limit).
+
+    Attributes:
+        max_calls: LM calls.
+        max_tokens: Input + output tokens.
+        max_cost_usd: US dollars, priced from litellm's price table.
+    """
+
+    max_calls: int | None = None
+    max_tokens: int | None = None
+    max_cost_usd: float | None = None
+
+    @property
+    def limited(self) -> bool:
+        return any(v is not None for v in (self.max_calls, self.max_tokens, self.max_cost_usd))
+
+    def shortfall(self, spent: Mapping[str, float], expected_calls: int) -> str | None:
+        """Why ``expected_calls`` more calls would break a limit, given ``spent`` (calls, tokens, cost_usd); None
+        when they fit. Tokens and cost of the coming calls are projected from the average call so far."""
+        calls, tokens, cost = int(spent["calls"]), int(spent["tokens"]), float(spent["cost_usd"])
+        tokens_per_call = tokens / calls if calls else 0.0
+        cost_per_call = cost / calls if calls else 0.0
+        if self.max_calls is not None and calls + expected_calls > self.max_calls:
+            return f"{calls} of max_lm_calls={self.max_calls} spent, about {expected_calls} more needed"
+        if self.max_tokens is not None and tokens + expected_calls * tokens_per_call > self.max_tokens:
+            return (f"{tokens} of max_tokens={self.max_tokens} spent, about "
+                    f"{expected_calls * tokens_per_call:.0f} more needed")
+        if self.max_cost_usd is not None and cost + expected_calls * cost_per_call > self.max_cost_usd:
+            return (f"${cost:.4f} of max_cost_usd={self.max_cost_usd} spent, about "
+                    f"${expected_calls * cost_per_call:.4f} more needed")
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"max_lm_calls": self.max_calls, "max_tokens": self.max_tokens, "max_cost_usd": self.max_cost_usd}

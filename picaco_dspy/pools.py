@@ -50,13 +50,7 @@ class PooledResponse:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PooledResponse:
-        score = ResponseScore(
-            dict(data["conformity"]),
-            dict(data["probabilities"]),
-            float(data["redundancy"]),
-            float(data["reward"]),
-            float(data["score"]),
-        )
+        score = ResponseScore.from_dict(data)
         return cls(
             data["response"], score, int(data["iteration"]), int(data["rollout_id"]), data.get("instruction", "")
         )
@@ -99,15 +93,21 @@ class PromptPool:
         ranked = sorted(_dedupe(list(candidates)), key=lambda p: (-p.score.redundancy, p.rollout_id, p.response))
         self.noisy = ranked[:capacity]
 
-    def items(self, include_noisy: bool = True, system_for: Callable[[str], str] | None = None) -> list[PoolItem]:
+    def items(
+        self,
+        include_noisy: bool = True,
+        system_for: Callable[[str], str] | None = None,
+        aligned_limit: int | None = None,
+    ) -> list[PoolItem]:
         """Pool items for ``J(e)``: aligned then (optionally) noisy.
 
         Args:
             include_noisy: Add the noisy pool.
             system_for: Maps a response's meta-instruction ("" for bare responses) to the system text it was sampled
                 under, which becomes the item's ``origin`` (for importance weighting).
+            aligned_limit: Use only the best ``aligned_limit`` aligned responses (a step's ``M1``).
         """
-        pooled = self.aligned + (self.noisy if include_noisy else [])
+        pooled = self.aligned[:aligned_limit] + (self.noisy if include_noisy else [])
         return [PoolItem(p.response, p.reward, system_for(p.instruction) if system_for else None) for p in pooled]
 
     def to_dict(self) -> dict[str, Any]:

@@ -37,8 +37,12 @@ class IterationRecord:
         J: Its score, on this iteration's pools (pools grow every iteration, so J is comparable between the
             candidates of one iteration, not across iterations).
         proposal_failures: Proposals that failed or came back empty.
-        usage: Cumulative calls and tokens per role after this iteration.
+        usage: Cumulative calls and tokens per role after this iteration (the run's ledger: all workers, all resumes).
         wall_seconds: Time since compile started.
+        settings: The step's schedule settings (samples, candidates, temperature, M1, minibatch, Optuna trial).
+        gain: ``J(e_chosen) - J(e_current)`` on the step's pools (what Optuna maximises).
+        pruned: Optuna pruned the step: its candidates were not adopted.
+        ranked_prompts: Prompts the candidates were ranked on before the step ended.
     """
 
     iteration: int
@@ -54,6 +58,10 @@ class IterationRecord:
     proposal_failures: list[str] = field(default_factory=list)
     usage: dict[str, dict[str, int]] = field(default_factory=dict)
     wall_seconds: float = 0.0
+    settings: dict[str, Any] = field(default_factory=dict)
+    gain: float = 0.0
+    pruned: bool = False
+    ranked_prompts: int = 0
 
 
 @dataclass
@@ -75,7 +83,12 @@ class SelectionRecord:
 
 @dataclass
 class PICACOResult:
-    """Everything a PICACO run produced, JSON-serialisable (see :meth:`to_dict` and :meth:`save`)."""
+    """Everything a PICACO run produced, JSON-serialisable (see :meth:`to_dict` and :meth:`save`).
+
+    ``usage`` is the run's ledger: what every stored result cost, all workers and resumes together;
+    ``worker_usage`` is what this process itself paid. ``reused_results`` counts results read back from the storage
+    instead of being paid again, ``executed_jobs`` the ones this process ran.
+    """
 
     values: dict[str, Any]
     predictor_names: list[str]
@@ -91,6 +104,13 @@ class PICACOResult:
     wall_seconds: float = 0.0
     finished: bool = False
     budget_stopped: bool = False
+    stop_reason: str = ""
+    run_name: str = ""
+    storage: str = ""
+    schedule: dict[str, Any] = field(default_factory=dict)
+    worker_usage: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reused_results: int = 0
+    executed_jobs: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -6,25 +6,28 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import dspy
 import numpy as np
 from dspy.teleprompt import Teleprompter
 
-from picaco_dspy.batch import generate_responses, score_responses
+from picaco_dspy.batch import judge_response, run_program
 from picaco_dspy.bound import ResponseScore, TotalCorrelationBound, prompt_text
+from picaco_dspy.budget import BUDGET_ROLES, Budget
 from picaco_dspy.errors import ConfigurationError, PicacoError
 from picaco_dspy.pools import PooledResponse, PromptPool
 from picaco_dspy.program_edit import compose, own_instructions, target_predictors, with_meta_instruction
 from picaco_dspy.proposer import InstructionProposer
 from picaco_dspy.result import CandidateRecord, IterationRecord, PICACOResult, SelectionRecord, write_json
-from picaco_dspy.usage import UsageMeter
+from picaco_dspy.run_store import DEFAULT_STORAGE, RunStore, redact_url, resolve_storage_url
+from picaco_dspy.schedule import PRESETS, Schedule, ScheduleSteering, StepSettings, resolve_schedule
+from picaco_dspy.shared_work import JobFailed, WorkBoard, job_key
+from picaco_dspy.usage import UsageMeter, price_per_token
 from picaco_dspy.validation import require_int
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 _MAX_SAMPLES = 999  # rollout ids are seed * 10^6 + iteration * 10^3 + sample
 _SELECTION_ITERATION = 999
 
@@ -34,37 +37,63 @@ class PICACO(Teleprompter):
 
     Optimises one meta-instruction ``e``, appended to the instructions of the predictors that write the program's
     answer, so that responses carry every value of a composition. Each iteration samples responses under the current
-    instruction and keeps the best ``aligned_pool_size`` per prompt (Response Enhancement), then asks the proposer for
-    ``num_candidates`` new instructions and keeps the one with the highest ``J(e)`` (Instruction Refinement).
+    instruction and keeps the best ``M1`` per prompt (Response Enhancement), then asks the proposer for new
+    instructions and keeps the one with the highest ``J(e)`` (Instruction Refinement).
+
+    The schedule is the paper's fixed one by default (T=10, M1=10, M2=15, 4 candidates); ``auto`` lets Optuna pick
+    each step's settings and stop early (see :mod:`picaco_dspy.schedule`). Schedule arguments given explicitly fix
+    that setting and override the preset.
+
+    Every paid result (rollouts, judgements, proposals, ``J(e)`` values, schedule decisions) is stored in
+    ``storage`` the moment it exists. Running the same compile again resumes the run: nothing already paid for is
+    requested again and the final program is the one an uninterrupted run gives. Processes that compile with the same
+    configuration and a shared storage URL work on one run together (see ``picaco worker``).
 
     Args:
         metric: The objective; its judge scores responses and its reference model ranks instructions.
         prompt_model: Proposer LM; None uses the LM configured when ``compile`` runs.
         proposer: A custom proposer with :class:`InstructionProposer`'s call signature, e.g. :class:`TemplateProposer`
             for offline runs without a capable LM; None builds an :class:`InstructionProposer` on ``prompt_model``.
-        num_iterations: ``T``, outer iterations.
-        num_candidates: Instructions proposed per iteration (the current one always competes too, so J never drops).
-        aligned_pool_size: ``M1``, responses kept per prompt in the aligned pool.
-        noisy_pool_size: ``M2``, bare responses kept per prompt in the noisy pool (0 disables it).
-        samples_per_prompt: New responses sampled per prompt per iteration.
+        auto: ``"light"``, ``"medium"`` or ``"heavy"``: an Optuna-steered schedule of that size; None: the fixed
+            paper schedule.
+        num_iterations: ``T`` (with ``auto``: the most iterations). Default 10.
+        num_candidates: Instructions proposed per iteration (the current one always competes too). Default 4.
+        aligned_pool_size: ``M1``, responses kept per prompt in the aligned pool. Default 10.
+        noisy_pool_size: ``M2``, bare responses kept per prompt in the noisy pool (0 disables it). Default 15.
+        samples_per_prompt: New responses sampled per prompt per iteration. Default 2.
         noisy_samples_per_prompt: Bare responses sampled per prompt to pick the noisy pool from (default ``2 * M2``).
         response_temperature: Sampling temperature of the target program.
-        proposal_temperature: Sampling temperature of the proposer.
+        proposal_temperature: Sampling temperature of the proposer. Default 1.0.
+        minibatch_size: Prompts per minibatch when ranking candidates (default: all prompts; with ``auto``, Optuna
+            picks it and may prune a step between minibatches).
+        patience: Stop after this many iterations in a row whose ``J`` gain is below ``min_improvement`` (default:
+            never for the fixed schedule, the preset's with ``auto``).
+        min_improvement: Smallest ``J`` gain that counts as progress (default 1e-3).
         predictor_names: Predictors that receive the meta-instruction (None: all of them).
         final_candidates: How many instructions compete in the final selection: the best by J on the final pools among
             the instructions chosen in any iteration and the candidates of the last one (the seed always competes).
         num_threads: Parallel LM calls (None: DSPy's setting).
-        max_lm_calls: Budget of target + judge + proposer calls. Before each phase its expected cost is checked
-            against what is left; when it does not fit, the run stops cleanly, selects among what it has (on the
-            valset when the remaining budget pays for it, else on the pools) and is marked ``budget_stopped``.
-            Judge retries can overshoot the budget by a few calls.
-        seed: Seeds every rollout id, so the same seed with the same cache replays the same run.
+        max_lm_calls: Budget of target + judge + proposer calls.
+        max_tokens: Budget of their input + output tokens.
+        max_cost_usd: Budget in US dollars, priced from litellm's price table (every model used must have a price:
+            ``litellm.register_model`` adds one; in-process ``local/...`` models are free). Before each phase its
+            expected cost is checked against every budget; when it does not fit, the run stops cleanly, selects among
+            what it has (on the valset when the rest of the budget pays for it, else on the pools) and is marked
+            ``budget_stopped``. Judge retries can overshoot by a few calls.
+        seed: Seeds every rollout id and the Optuna sampler.
+        storage: Where the run's paid results live: ``"default"`` (an SQLite file in ``$PICACO_CACHE_DIR``, or
+            ``$PICACO_STORAGE``), an SQLAlchemy URL (``sqlite:///run.db``, ``postgresql+psycopg://user@host/db``), an
+            SQLite file path, or None (memory only: nothing survives the process).
+        run_name: The run to start or join (default: derived from the configuration, so the same command resumes the
+            same run). A name already used with another configuration is an error.
+        run_spec: JSON-ready description stored with the run (the CLI stores its arguments, for ``picaco worker``).
+        claim_timeout: Seconds after which a silent worker's unfinished jobs are taken over by another.
         log_dir: Where ``run.json`` and ``pools.json`` are written after every iteration, and ``program.json`` at
             the end.
         progress: Show progress bars.
 
     Examples:
-        >>> optimizer = PICACO(metric=metric, prompt_model=proposer_lm, num_iterations=10, num_candidates=4)
+        >>> optimizer = PICACO(metric=metric, prompt_model=proposer_lm, auto="light", max_cost_usd=2.0)
         >>> aligned = optimizer.compile(program, trainset=prompts, valset=heldout)
         >>> aligned.picaco_result.final_instruction
     """
@@ -75,19 +104,29 @@ class PICACO(Teleprompter):
         *,
         prompt_model: dspy.BaseLM | None = None,
         proposer: Callable[..., tuple[list[str], list[str]]] | None = None,
-        num_iterations: int = 10,
-        num_candidates: int = 4,
-        aligned_pool_size: int = 10,
-        noisy_pool_size: int = 15,
-        samples_per_prompt: int = 2,
+        auto: str | None = None,
+        num_iterations: int | None = None,
+        num_candidates: int | None = None,
+        aligned_pool_size: int | None = None,
+        noisy_pool_size: int | None = None,
+        samples_per_prompt: int | None = None,
         noisy_samples_per_prompt: int | None = None,
         response_temperature: float = 1.0,
-        proposal_temperature: float = 1.0,
+        proposal_temperature: float | None = None,
+        minibatch_size: int | None = None,
+        patience: int | None = None,
+        min_improvement: float | None = None,
         predictor_names: Sequence[str] | None = None,
         final_candidates: int = 3,
         num_threads: int | None = None,
         max_lm_calls: int | None = None,
+        max_tokens: int | None = None,
+        max_cost_usd: float | None = None,
         seed: int = 0,
+        storage: str | None = DEFAULT_STORAGE,
+        run_name: str | None = None,
+        run_spec: dict[str, Any] | None = None,
+        claim_timeout: float = 30.0,
         log_dir: str | Path | None = None,
         progress: bool = True,
     ) -> None:
@@ -102,33 +141,53 @@ class PICACO(Teleprompter):
                 "PICACO ranks instructions with a reference model: "
                 "TotalCorrelationBound(values, judge=..., reference=ReferenceModel('embedded'))."
             )
-        require_int("num_iterations", num_iterations, 1)
-        require_int("num_candidates", num_candidates, 1)
-        require_int("aligned_pool_size", aligned_pool_size, 1)
-        require_int("noisy_pool_size", noisy_pool_size, 0)
-        require_int("samples_per_prompt", samples_per_prompt, 1, _MAX_SAMPLES)
-        if noisy_samples_per_prompt is None:
-            noisy_samples_per_prompt = 2 * noisy_pool_size
-        require_int("noisy_samples_per_prompt", noisy_samples_per_prompt, noisy_pool_size, _MAX_SAMPLES)
+        if auto is not None and auto not in PRESETS:
+            raise ConfigurationError(f"auto must be one of {PRESETS} or None (the fixed paper schedule), got {auto!r}.")
+        for name, value, low, high in (
+            ("num_iterations", num_iterations, 1, None),
+            ("num_candidates", num_candidates, 1, None),
+            ("aligned_pool_size", aligned_pool_size, 1, None),
+            ("noisy_pool_size", noisy_pool_size, 0, None),
+            ("samples_per_prompt", samples_per_prompt, 1, _MAX_SAMPLES),
+            ("minibatch_size", minibatch_size, 1, None),
+            ("patience", patience, 1, None),
+            ("num_threads", num_threads, 1, None),
+            ("max_lm_calls", max_lm_calls, 1, None),
+            ("max_tokens", max_tokens, 1, None),
+        ):
+            if value is not None:
+                require_int(name, value, low, high)
         require_int("final_candidates", final_candidates, 1)
         require_int("seed", seed, 0)
-        if num_threads is not None:
-            require_int("num_threads", num_threads, 1)
-        if max_lm_calls is not None:
-            require_int("max_lm_calls", max_lm_calls, 1)
         for name, value in (
             ("response_temperature", response_temperature),
             ("proposal_temperature", proposal_temperature),
         ):
+            if value is None and name == "proposal_temperature":
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 2:
                 raise ConfigurationError(
                     f"{name} must be in (0, 2] (distinct samples need a temperature > 0), got {value!r}."
                 )
-        self.metric = metric
+        for name, value in (("max_cost_usd", max_cost_usd), ("min_improvement", min_improvement),
+                            ("claim_timeout", claim_timeout)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+                raise ConfigurationError(f"{name} must be a non-negative number, got {value!r}.")
+        if max_cost_usd is not None and max_cost_usd <= 0:
+            raise ConfigurationError(f"max_cost_usd must be positive, got {max_cost_usd!r}.")
+        if claim_timeout <= 1:
+            raise ConfigurationError(f"claim_timeout must exceed 1 second (heartbeats are sent more often), got "
+                                     f"{claim_timeout!r}.")
         if proposer is not None and not callable(proposer):
             raise ConfigurationError("proposer must be callable like InstructionProposer (or None).")
+        if run_name is not None and (not isinstance(run_name, str) or not run_name.strip() or len(run_name) > 200):
+            raise ConfigurationError(
+                f"run_name must be a non-empty string of at most 200 characters, got {run_name!r}."
+            )
+        self.metric = metric
         self.prompt_model = prompt_model
         self.proposer = proposer
+        self.auto = auto
         self.num_iterations = num_iterations
         self.num_candidates = num_candidates
         self.aligned_pool_size = aligned_pool_size
@@ -136,14 +195,43 @@ class PICACO(Teleprompter):
         self.samples_per_prompt = samples_per_prompt
         self.noisy_samples_per_prompt = noisy_samples_per_prompt
         self.response_temperature = float(response_temperature)
-        self.proposal_temperature = float(proposal_temperature)
+        self.proposal_temperature = proposal_temperature
+        self.minibatch_size = minibatch_size
+        self.patience = patience
+        self.min_improvement = min_improvement
         self.predictor_names = list(predictor_names) if predictor_names is not None else None
         self.final_candidates = final_candidates
         self.num_threads = num_threads
         self.max_lm_calls = max_lm_calls
+        self.max_tokens = max_tokens
+        self.max_cost_usd = max_cost_usd
         self.seed = seed
+        self.storage = storage
+        self.run_name = run_name
+        self.run_spec = run_spec
+        self.claim_timeout = float(claim_timeout)
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self.progress = progress
+        self.schedule = resolve_schedule(
+            auto,
+            {
+                "num_iterations": num_iterations,
+                "num_candidates": num_candidates,
+                "aligned_pool_size": aligned_pool_size,
+                "noisy_pool_size": noisy_pool_size,
+                "samples_per_prompt": samples_per_prompt,
+                "proposal_temperature": proposal_temperature,
+                "minibatch_size": minibatch_size,
+                "patience": patience,
+                "min_improvement": min_improvement,
+            },
+        )
+        m2 = self.schedule.noisy_pool_size
+        if noisy_samples_per_prompt is None:
+            noisy_samples_per_prompt = 2 * m2
+        require_int("noisy_samples_per_prompt", noisy_samples_per_prompt, m2, _MAX_SAMPLES)
+        self.noisy_samples = noisy_samples_per_prompt
+        self.budget = Budget(max_lm_calls, max_tokens, max_cost_usd)
 
     # ================================================================== compile
     def compile(
@@ -160,7 +248,8 @@ class PICACO(Teleprompter):
         summaries, best first) and ``score``. ``student`` is never modified.
 
         Raises:
-            ConfigurationError: ``teacher`` is given, or ``trainset``/``valset`` are not usable examples.
+            ConfigurationError: ``teacher`` is given, ``trainset``/``valset`` are not usable examples, a model has no
+                price while ``max_cost_usd`` is set, or the run name is taken by another configuration.
             ProgramError: the program has no (or no such) predictors.
             PicacoError: every rollout of a phase failed.
         """
@@ -168,18 +257,25 @@ class PICACO(Teleprompter):
             raise ConfigurationError("PICACO samples from the student itself and takes no teacher; pass teacher=None.")
         trainset = _check_examples("trainset", trainset, self.metric.prompt_field)
         valset = _check_examples("valset", valset, self.metric.prompt_field) if valset is not None else None
-        run = _Run(self, student, trainset)
-        return run.execute(valset)
+        run = _Run(self, student, trainset, valset)
+        try:
+            return run.execute()
+        finally:
+            run.close()
 
 
 class _Run:
     """State of one compile call (kept off the teleprompter so that ``get_params`` stays the constructor's)."""
 
-    def __init__(self, opt: PICACO, student: dspy.Module, trainset: list[dspy.Example]) -> None:
+    def __init__(
+        self, opt: PICACO, student: dspy.Module, trainset: list[dspy.Example], valset: list[dspy.Example] | None
+    ) -> None:
         self.opt = opt
+        self.schedule: Schedule = opt.schedule
         self.metric = opt.metric
         self.values = opt.metric.values
         self.student = student
+        self.valset = valset
         self.targets = target_predictors(student, opt.predictor_names)
         self.own = own_instructions(student, self.targets)
         self.answer_predictor = self.targets[-1]
@@ -188,94 +284,194 @@ class _Run:
         self.pools = [PromptPool(prompt_text(ex, opt.metric.prompt_field), dict(ex.inputs())) for ex in trainset]
         self.proposer = opt.proposer or InstructionProposer(opt.prompt_model)
         self.seed_instruction = self.values.seed_instruction()
+        models = _models(student, self.targets, self.metric, opt.prompt_model if opt.proposer is None else False)
+        if opt.max_cost_usd is not None:
+            unpriced = sorted(
+                {m for role, m in models.items() if role != "reference" and m and price_per_token(m) is None}
+            )
+            if unpriced:
+                raise ConfigurationError(
+                    f"max_cost_usd needs a price for every model, and litellm has none for {unpriced}: add one with "
+                    "litellm.register_model({name: {'input_cost_per_token': ..., 'output_cost_per_token': ..., "
+                    "'litellm_provider': ..., 'mode': 'chat'}}) or budget with max_lm_calls / max_tokens."
+                )
+        config = {
+            **{
+                k: (str(v) if isinstance(v, Path) else v)
+                for k, v in opt.get_params().items()
+                if isinstance(v, (int, float, str, bool, list, type(None), Path))
+            },
+            "metric": {
+                "beta": self.metric.beta,
+                "weight_temperature": self.metric.weight_temperature,
+                "likelihood_weighting": self.metric.likelihood_weighting,
+                "redundancy": self.metric.redundancy is not None,
+                "judge": {"mode": self.metric.judge.mode, "scale": self.metric.judge.scale},
+            },
+        }
+        fingerprint = job_key(
+            "picaco-run",
+            self.values.to_dict(),
+            self.own,
+            [sorted(p.inputs.items()) for p in self.pools],
+            [sorted(dict(ex.inputs()).items()) for ex in valset] if valset is not None else None,
+            self.schedule.to_dict(),
+            {k: config[k] for k in ("response_temperature", "final_candidates", "seed", "predictor_names")},
+            opt.noisy_samples,
+            config["metric"],
+            models,
+            type(self.proposer).__name__,
+        )
+        run_name = opt.run_name or f"picaco-{fingerprint[:16]}"
+        url = resolve_storage_url(opt.storage)
+        self.store = RunStore(url, heartbeat_seconds=min(5.0, opt.claim_timeout / 4),
+                              stale_after_seconds=opt.claim_timeout)
+        try:
+            resumed = self.store.open_run(run_name, fingerprint, opt.run_spec)
+            self.board = WorkBoard(self.store, run_name, meter=self.meter, num_threads=opt.num_threads,
+                                   progress=opt.progress)
+        except BaseException:
+            self.store.close()
+            raise
+        if resumed:
+            logger.info("PICACO: joining run %r in %s (stored results are reused)", run_name, _describe(url))
+        self.steering = (
+            ScheduleSteering(self.schedule, storage=url, study_name=run_name, seed=opt.seed, n_prompts=len(self.pools))
+            if self.schedule.steered
+            else None
+        )
         self.result = PICACOResult(
             values=self.values.to_dict(),
             predictor_names=self.targets,
             seed_instruction=self.seed_instruction,
-            config={
-                **{
-                    k: (str(v) if isinstance(v, Path) else v)
-                    for k, v in opt.get_params().items()
-                    if isinstance(v, (int, float, str, bool, list, type(None), Path))
-                },
-                "metric": {
-                    "beta": self.metric.beta,
-                    "weight_temperature": self.metric.weight_temperature,
-                    "likelihood_weighting": self.metric.likelihood_weighting,
-                    "redundancy": self.metric.redundancy is not None,
-                    "judge": {"mode": self.metric.judge.mode, "scale": self.metric.judge.scale},
-                },
-            },
+            config={**config, "models": models, "budget": opt.budget.to_dict()},
+            run_name=run_name,
+            storage=_describe(url),
+            schedule=self.schedule.to_dict(),
         )
 
+    def close(self) -> None:
+        try:
+            self.board.close()
+        finally:
+            self.store.close()
+
     # ------------------------------------------------------------------ main loop
-    def execute(self, valset: list[dspy.Example] | None) -> dspy.Module:
+    def execute(self) -> dspy.Module:
+        schedule = self.schedule
         logger.info(
-            "PICACO: %d prompts, %d values, predictors %s, %d iterations",
+            "PICACO run %s: %d prompts, %d values, predictors %s, up to %d iterations (%s schedule)",
+            self.result.run_name,
             len(self.pools),
             len(self.values),
             self.targets,
-            self.opt.num_iterations,
+            schedule.max_iterations,
+            f"Optuna-steered {self.opt.auto}" if schedule.steered else "fixed",
         )
         n, jc = len(self.pools), self._judge_calls_per_response()
-        if self.opt.noisy_pool_size and self._affordable(
-            n * self.opt.noisy_samples_per_prompt + n * self.opt.noisy_pool_size * jc, "the noisy pool"
+        if schedule.noisy_pool_size and self._affordable(
+            n * self.opt.noisy_samples + n * schedule.noisy_pool_size * jc, "noisy-pool"
         ):
             self._build_noisy_pool()
         current = self.seed_instruction
         history: list[tuple[str, float]] = []
-        iteration_cost = n * self.opt.samples_per_prompt * (1 + jc) + self.opt.num_candidates
-        for iteration in range(1, self.opt.num_iterations + 1):
-            if not self._affordable(iteration_cost, f"iteration {iteration}"):
+        for iteration in range(1, schedule.max_iterations + 1):
+            settings = self._settings(iteration)
+            cost = n * settings.samples_per_prompt * (1 + jc) + settings.num_candidates
+            if not self._affordable(cost, f"iteration-{iteration}"):
                 if iteration == 1:
                     raise ConfigurationError(
-                        f"max_lm_calls={self.opt.max_lm_calls} does not pay for one iteration ({iteration_cost} "
-                        "calls expected); raise the budget or shrink the prompts, samples or candidates."
+                        f"The budget does not pay for one iteration ({cost} calls expected; "
+                        f"{self.result.stop_reason}); raise it or shrink the prompts, samples or candidates."
                     )
                 break
-            record = self._enhance_responses(iteration, current)
-            current, candidates, failures = self._refine_instruction(iteration, current, history)
+            record = self._enhance_responses(iteration, current, settings)
+            current, candidates, failures, gain, pruned, ranked = self._refine_instruction(
+                iteration, current, history, settings
+            )
             record.candidates, record.proposal_failures = candidates, failures
-            record.instruction, record.J = current, candidates[0].J
-            record.usage, record.wall_seconds = self.meter.snapshot(), self._elapsed()
+            record.instruction = current
+            record.J = next(c.J for c in candidates if c.instruction == current)
+            record.settings, record.gain, record.pruned = settings.to_dict(), gain, pruned
+            record.ranked_prompts = ranked
+            record.usage, record.wall_seconds = self._ledger(), self._elapsed()
             if iteration == 1:
                 seed_rows = [c for c in candidates if c.origin == "current"]
                 self.result.seed_J = seed_rows[0].J if seed_rows else None
             self.result.iterations.append(record)
             history.extend((c.instruction, c.J) for c in reversed(candidates))
             logger.info(
-                "Iteration %d/%d: J(e) = %.4f, mean r of new responses = %.4f, conformity %s",
+                "Iteration %d/%d: J(e) = %.4f (gain %+.4f%s), mean r of new responses = %.4f, conformity %s",
                 iteration,
-                self.opt.num_iterations,
+                schedule.max_iterations,
                 record.J,
+                gain,
+                ", pruned" if pruned else "",
                 record.mean_reward,
                 _fmt_conformity(record.conformity),
             )
             self._checkpoint()
-        best = self._select_final(valset)
+            if self._stalled():
+                self.result.stop_reason = (
+                    f"early stop: {schedule.patience} iterations in a row gained less than {schedule.min_improvement}"
+                )
+                logger.info("PICACO: %s", self.result.stop_reason)
+                break
+        best = self._select_final()
         return self._finish(best)
+
+    def _settings(self, iteration: int) -> StepSettings:
+        if self.steering is None:
+            return self.schedule.default_step(len(self.pools))
+        data = self.board.decide("step", job_key(iteration), lambda: self.steering.ask(iteration).to_dict())
+        return StepSettings(**data)
+
+    def _stalled(self) -> bool:
+        patience = self.schedule.patience
+        recent = self.result.iterations[-patience:] if patience else []
+        return bool(patience) and len(recent) == patience and all(
+            r.pruned or r.gain < self.schedule.min_improvement for r in recent
+        )
 
     # ------------------------------------------------------------------ budget
     def _judge_calls_per_response(self) -> int:
         return 1 if self.metric.judge.mode == "joint" else len(self.values)
 
-    def _spent(self) -> int:
-        usage = self.meter.snapshot()
-        return sum(usage[role]["calls"] for role in ("target", "judge", "proposer"))
+    def _ledger(self) -> dict[str, dict[str, Any]]:
+        ledger = self.store.ledger(self.result.run_name)
+        empty = {"calls": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
+        return {
+            role: {**(u := ledger.get(role, empty)), "total_tokens": u["input_tokens"] + u["output_tokens"]}
+            for role in (*BUDGET_ROLES, "reference")
+        }
 
     def _affordable(self, cost: int, phase: str) -> bool:
-        """Whether ``cost`` more calls fit the budget; logs and marks the run when they do not."""
-        if self.opt.max_lm_calls is None or self._spent() + cost <= self.opt.max_lm_calls:
+        """Whether ``cost`` more calls fit every budget; decided once per run (all workers and resumes agree)."""
+        budget = self.opt.budget
+        if not budget.limited:
+            return True
+
+        def decide() -> dict[str, Any]:
+            ledger = self._ledger()
+            spent = {
+                "calls": sum(ledger[r]["calls"] for r in BUDGET_ROLES),
+                "tokens": sum(ledger[r]["total_tokens"] for r in BUDGET_ROLES),
+                "cost_usd": sum(ledger[r]["cost_usd"] for r in BUDGET_ROLES),
+            }
+            return {"shortfall": budget.shortfall(spent, cost)}
+
+        shortfall = self.board.decide("budget", job_key(phase, budget.to_dict()), decide)["shortfall"]
+        if shortfall is None:
             return True
         if not self.result.budget_stopped:
-            logger.info("Budget: %s would need about %d calls, %d of %d are left; stopping here", phase, cost,
-                        self.opt.max_lm_calls - self._spent(), self.opt.max_lm_calls)
+            logger.info("Budget: %s: %s; stopping here", phase, shortfall)
+            self.result.stop_reason = f"budget: {phase}: {shortfall}"
         self.result.budget_stopped = True
         return False
 
     # ------------------------------------------------------------------ noisy pool
     def _build_noisy_pool(self) -> None:
-        n = self.opt.noisy_samples_per_prompt
+        n = self.opt.noisy_samples
         rollouts = self._rollouts(None, iteration=0, samples=n)
         by_prompt: dict[int, list[tuple[int, str]]] = {}
         failed = 0
@@ -296,7 +492,7 @@ class _Run:
                     continue
                 seen.add(response.strip())
                 keep.append((i, rollout_id, response))
-                if len(seen) >= self.opt.noisy_pool_size:
+                if len(seen) >= self.schedule.noisy_pool_size:
                     break
         scored = self._score([(self.pools[i].prompt, r) for i, _, r in keep])
         per_prompt: dict[int, list[PooledResponse]] = {}
@@ -306,7 +502,7 @@ class _Run:
                 continue
             per_prompt.setdefault(i, []).append(PooledResponse(response, score, 0, rollout_id, ""))
         for i, pool in enumerate(self.pools):
-            pool.set_noisy(per_prompt.get(i, []), self.opt.noisy_pool_size)
+            pool.set_noisy(per_prompt.get(i, []), self.schedule.noisy_pool_size)
         kept = sum(len(p.noisy) for p in self.pools)
         if kept == 0:
             raise PicacoError("Every bare rollout or its judgement failed while building the noisy pool; see the log.")
@@ -320,8 +516,8 @@ class _Run:
         self._checkpoint()
 
     # ------------------------------------------------------------------ Response Enhancement
-    def _enhance_responses(self, iteration: int, instruction: str) -> IterationRecord:
-        rollouts = self._rollouts(instruction, iteration=iteration, samples=self.opt.samples_per_prompt)
+    def _enhance_responses(self, iteration: int, instruction: str, settings: StepSettings) -> IterationRecord:
+        rollouts = self._rollouts(instruction, iteration=iteration, samples=settings.samples_per_prompt)
         ok = [(key, out) for key, out in rollouts if not isinstance(out, Exception)]
         failed = len(rollouts) - len(ok)
         scored = self._score([(self.pools[i].prompt, out) for (i, _), out in ok])
@@ -336,8 +532,8 @@ class _Run:
         if not fresh_scores:
             raise PicacoError(f"Iteration {iteration}: every rollout or judgement failed; see the log.")
         for i, pool in enumerate(self.pools):
-            pool.add_aligned(new.get(i, []), self.opt.aligned_pool_size)
-        aligned = [p.reward for pool in self.pools for p in pool.aligned]
+            pool.add_aligned(new.get(i, []), self.schedule.pool_capacity)
+        aligned = [p.reward for pool in self.pools for p in pool.aligned[: settings.aligned_pool_size]]
         return IterationRecord(
             iteration=iteration,
             sampled_under=instruction,
@@ -353,50 +549,108 @@ class _Run:
 
     # ------------------------------------------------------------------ Instruction Refinement
     def _refine_instruction(
-        self, iteration: int, current: str, history: list[tuple[str, float]]
-    ) -> tuple[str, list[CandidateRecord], list[str]]:
-        pooled = [(pool.prompt, item) for pool in self.pools for item in pool.aligned]
-        with self.meter.track("proposer"):
+        self, iteration: int, current: str, history: list[tuple[str, float]], settings: StepSettings
+    ) -> tuple[str, list[CandidateRecord], list[str], float, bool, int]:
+        m1 = settings.aligned_pool_size
+        pooled = [(pool.prompt, item) for pool in self.pools for item in pool.aligned[:m1]]
+        rollout_base = self.opt.seed * 1_000_000 + iteration * 1_000
+
+        def propose(_: Any) -> dict[str, list[str]]:
             proposals, failures = self.proposer(
                 self.values,
                 current,
                 history,
                 pooled,
-                num_candidates=self.opt.num_candidates,
-                temperature=self.opt.proposal_temperature,
-                rollout_base=self.opt.seed * 1_000_000 + iteration * 1_000,
+                num_candidates=settings.num_candidates,
+                temperature=settings.proposal_temperature,
+                rollout_base=rollout_base,
             )
-        candidates = [(current, "current")] + [(p, "proposed") for p in proposals if p != current]
-        records = [
-            CandidateRecord(text, self._instruction_score(text), iteration, origin) for text, origin in candidates
-        ]
+            return {"proposals": list(proposals), "failures": list(failures)}
+
+        key = job_key(iteration, current, history, [(p, it.response, it.reward) for p, it in pooled],
+                      settings.num_candidates, settings.proposal_temperature, rollout_base)
+        outcome = self.board.run("proposals", {key: None}, propose, role="proposer", describe="proposing")[key]
+        if isinstance(outcome, JobFailed):
+            proposals, failures = [], [str(outcome)]
+        else:
+            proposals, failures = outcome["proposals"], outcome["failures"]
+        texts = [current] + [p for p in dict.fromkeys(proposals) if p != current]
+        origins = ["current"] + ["proposed"] * (len(texts) - 1)
+
+        # rank on successive minibatches of prompts; Optuna may prune the step between minibatches
+        order = np.random.default_rng([self.opt.seed, iteration]).permutation(len(self.pools)).tolist()
+        size = max(1, settings.minibatch_size)
+        batches = [order[k : k + size] for k in range(0, len(order), size)]
+        totals = np.zeros(len(texts))
+        weight = 0
+        pruned, ranked, intermediate = False, 0, {}
+        for step, batch in enumerate(batches):
+            scores, count = self._instruction_scores(texts, batch, m1)
+            if count == 0:
+                continue
+            totals += np.asarray(scores) * count
+            weight += count
+            ranked += len(batch)
+            gain = float(np.max(totals / weight) - totals[0] / weight)
+            intermediate[step] = gain
+            if self.steering is not None and step < len(batches) - 1:
+                pruned = self.board.decide(
+                    "prune", job_key(iteration, step), lambda g=gain, s=step: self.steering.report(settings, s, g)
+                )
+                if pruned:
+                    break
+        J = totals / max(weight, 1)
+        records = [CandidateRecord(t, float(J[k]), iteration, o) for k, (t, o) in enumerate(zip(texts, origins))]
         # stable sort: on a tie the current instruction (listed first) stays
         records.sort(key=lambda c: -c.J)
-        return records[0].instruction, records, failures
+        chosen = current if pruned else records[0].instruction
+        gain = 0.0 if pruned else float(records[0].J - J[0])
+        if self.steering is not None:
+            self.board.decide(
+                "tell",
+                job_key(iteration),
+                lambda: self.steering.tell(iteration, settings, gain, pruned, intermediate) or True,
+            )
+        return chosen, records, failures, gain, pruned, ranked
 
-    def _instruction_score(self, instruction: str) -> float:
+    def _instruction_scores(self, texts: list[str], prompts: list[int], m1: int | None) -> tuple[list[float], int]:
+        """``J`` of each instruction over the given prompts' pools (stored per pool content), and how many of those
+        pools are non-empty."""
         own = self.own[self.answer_predictor]
 
         def system_for(meta_instruction: str) -> str:  # what the answer predictor saw ("" = the bare program)
             return compose(own, meta_instruction) if meta_instruction else own
 
-        pools = [(pool.prompt, pool.items(include_noisy=True, system_for=system_for)) for pool in self.pools]
-        return self.metric.instruction_score(system_for(instruction), pools, bare_instruction=own,
-                                             usage=self.meter).value
+        pools = [(self.pools[i].prompt, self.pools[i].items(True, system_for, m1)) for i in prompts]
+        pools = [(prompt, items) for prompt, items in pools if items]
+        if not pools:
+            return [0.0] * len(texts), 0
+        content = job_key([(p, [(it.response, it.reward, it.origin) for it in items]) for p, items in pools])
+        jobs = {job_key(text, content): text for text in texts}
+
+        def score(text: str, job_meter: UsageMeter) -> float:
+            return self.metric.instruction_score(system_for(text), pools, bare_instruction=own, usage=job_meter).value
+
+        results = self.board.run("J", jobs, score, role="reference", describe="ranking", records_own_usage=True)
+        return [float(results[k]) for k in jobs], len(pools)
 
     # ------------------------------------------------------------------ final selection
-    def _select_final(self, valset: list[dspy.Example] | None) -> str:
-        # everything chosen so far plus every candidate of the last round, ranked by J on the final pools (the last
-        # round's candidates were scored on exactly these pools, so their J is memoised and free)
-        last_round = [c.instruction for c in self.result.iterations[-1].candidates]
+    def _select_final(self) -> str:
+        # everything chosen so far plus every candidate of the last round, ranked by J on the final pools
+        if not self.result.iterations:
+            raise PicacoError("PICACO ran no iteration; see the log.")
+        last = self.result.iterations[-1]
+        last_round = [c.instruction for c in last.candidates]
         chosen = [self.seed_instruction] + [r.instruction for r in self.result.iterations]
         pool = list(dict.fromkeys(chosen + last_round))
-        final_J = {text: self._instruction_score(text) for text in pool}
+        scores, _ = self._instruction_scores(pool, list(range(len(self.pools))), last.settings.get("aligned_pool_size"))
+        final_J = dict(zip(pool, scores))
         contenders = sorted(pool, key=lambda t: -final_J[t])[: self.opt.final_candidates]
         if self.seed_instruction not in contenders:
             contenders.append(self.seed_instruction)
+        valset = self.valset
         if valset is not None and not self._affordable(
-            len(contenders) * len(valset) * (1 + self._judge_calls_per_response()), "the valset selection"
+            len(contenders) * len(valset) * (1 + self._judge_calls_per_response()), "valset-selection"
         ):
             valset = None
         if valset is None:
@@ -442,12 +696,14 @@ class _Run:
             program.save(str(self.opt.log_dir / "program.json"))
         usage = self.result.usage
         logger.info(
-            "PICACO finished in %.1f s; calls: target %d, judge %d, proposer %d; reference tokens %d",
+            "PICACO finished in %.1f s; calls: target %d, judge %d, proposer %d; reference tokens %d; %d stored "
+            "results reused",
             self.result.wall_seconds,
             usage["target"]["calls"],
             usage["judge"]["calls"],
             usage["proposer"]["calls"],
             usage["reference"]["input_tokens"],
+            self.result.reused_results,
         )
         return program
 
@@ -459,27 +715,55 @@ class _Run:
         inputs = inputs if inputs is not None else [pool.inputs for pool in self.pools]
         own = self.own if instruction is not None else {}
         base = self.opt.seed * 1_000_000 + iteration * 1_000
-        programs = [
-            with_meta_instruction(
-                self.student, own, instruction or "", rollout_id=base + j, temperature=self.opt.response_temperature
-            )
-            for j in range(samples)
-        ]
-        jobs = [(i, j) for i in range(len(inputs)) for j in range(samples)]
-        outcomes = generate_responses([(programs[j], inputs[i]) for i, j in jobs],
-                                      response_field=self.metric.response_field, meter=self.meter,
-                                      num_threads=self.opt.num_threads, progress=self.opt.progress)
-        return [((i, base + j), out) for (i, j), out in zip(jobs, outcomes)]
+        programs: dict[int, dspy.Module] = {}
+
+        def program(j: int) -> dspy.Module:
+            if j not in programs:
+                programs[j] = with_meta_instruction(
+                    self.student, own, instruction or "", rollout_id=base + j,
+                    temperature=self.opt.response_temperature,
+                )
+            return programs[j]
+
+        slots = [(i, j) for i in range(len(inputs)) for j in range(samples)]
+        jobs = {
+            job_key(instruction, sorted(inputs[i].items()), base + j, self.opt.response_temperature): (i, j)
+            for i, j in slots
+        }
+        for j in range(samples):  # built here, not in the worker threads
+            program(j)
+        results = self.board.run(
+            "rollout",
+            jobs,
+            lambda slot: run_program(programs[slot[1]], inputs[slot[0]], self.metric.response_field),
+            role="target",
+            describe="responses",
+        )
+        return [((i, base + j), results[key]) for key, (i, j) in jobs.items()]
 
     def _score(self, items: list[tuple[str, str]]) -> list[ResponseScore | Exception]:
-        return score_responses(self.metric, items, meter=self.meter, num_threads=self.opt.num_threads,
-                               progress=self.opt.progress)
+        """Judge each (prompt, response) once per run; identical pairs share one judgement."""
+        keys = [job_key(prompt, response) for prompt, response in items]
+        unique = dict(zip(keys, items))
+        q_phi = dict(zip(unique, self.metric.redundancy_of([p for p, _ in unique.values()],
+                                                           [r for _, r in unique.values()])))
+        results = self.board.run(
+            "judgement",
+            {k: (p, r, q_phi[k]) for k, (p, r) in unique.items()},
+            lambda job: _score_value(judge_response(self.metric, *job)),
+            role="judge",
+            describe="judging",
+        )
+        return [r if isinstance(r, Exception) else ResponseScore.from_dict(r) for r in (results[k] for k in keys)]
 
     def _elapsed(self) -> float:
         return round(time.monotonic() - self.started, 3)
 
     def _checkpoint(self) -> None:
-        self.result.usage = self.meter.snapshot()
+        self.result.usage = self._ledger()
+        self.result.worker_usage = self.meter.snapshot()
+        self.result.reused_results = self.board.reused
+        self.result.executed_jobs = self.board.executed
         self.result.wall_seconds = self._elapsed()
         if self.opt.log_dir is None:
             return
@@ -507,3 +791,31 @@ def _mean_conformity(scores: Sequence[ResponseScore], names: Sequence[str]) -> d
 
 def _fmt_conformity(conformity: dict[str, float]) -> str:
     return ", ".join(f"{n} {c:.2f}" for n, c in conformity.items())
+
+
+def _score_value(score: ResponseScore | Exception) -> dict[str, Any] | Exception:
+    return score if isinstance(score, Exception) else score.to_dict()
+
+
+def _models(
+    student: dspy.Module, targets: Sequence[str], metric: TotalCorrelationBound, proposer: Any
+) -> dict[str, str | None]:
+    """Model names of the target, judge, proposer and reference (part of a run's identity; priced for budgets).
+
+    ``proposer`` is the proposer LM (None: the configured LM), or False for a custom proposer without one.
+    """
+
+    def name(lm: Any) -> str | None:
+        lm = lm or dspy.settings.lm
+        return getattr(lm, "model", None) if lm is not None else None
+
+    predictors = dict(student.named_predictors())
+    models = {f"target:{t}": name(getattr(predictors[t], "lm", None)) for t in targets}
+    models["judge"] = name(metric.judge.lm)
+    models["proposer"] = None if proposer is False else name(proposer)
+    models["reference"] = getattr(metric.reference, "model_name", type(metric.reference).__name__)
+    return models
+
+
+def _describe(url: str | None) -> str:
+    return redact_url(url)

@@ -17,9 +17,11 @@ from tests.fake_engine import ScriptedEngine, ScriptedReference  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def fresh_dspy_cache(tmp_path):
-    """Every test starts with an empty DSPy cache of its own, so call counts do not leak between tests."""
+def fresh_dspy_cache(tmp_path, monkeypatch):
+    """Every test starts with an empty DSPy cache and run storage of its own, so call counts do not leak between
+    tests."""
     dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=True, disk_cache_dir=str(tmp_path / "dspy-cache"))
+    monkeypatch.setenv("PICACO_STORAGE", f"sqlite:///{tmp_path / 'runs.db'}")
     yield
 
 

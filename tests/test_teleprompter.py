@@ -144,14 +144,17 @@ def test_predictor_names_select_the_edited_predictors(scripted_metric, scripted_
         compile_program(DraftAndRevise(), scripted_metric, scripted_lm, predictor_names=["polish"])
 
 
-def test_same_seed_and_cache_replays_the_run_without_new_calls(scripted_metric, scripted_lm, engine):
+def test_rerunning_the_same_compile_replays_the_stored_run_without_new_calls(scripted_metric, scripted_lm, engine):
     first = compile_program(Assistant(), scripted_metric, scripted_lm).picaco_result
     calls_after_first = sum(engine.calls.values())
+    dspy.cache.reset_memory_cache()
     second = compile_program(Assistant(), scripted_metric, scripted_lm).picaco_result
-    assert sum(engine.calls.values()) == calls_after_first  # everything came from the cache
+    assert sum(engine.calls.values()) == calls_after_first  # everything came from the run storage
+    assert second.run_name == first.run_name and second.executed_jobs == 0 and second.reused_results > 0
     assert second.final_instruction == first.final_instruction
     assert [r.J for r in second.iterations] == [r.J for r in first.iterations]
-    assert second.usage["target"]["calls"] == 0
+    assert second.usage == first.usage  # the ledger: what the run paid, once
+    assert all(second.worker_usage[role]["calls"] == 0 for role in ("target", "judge", "proposer", "reference"))
 
 
 def test_same_seed_with_an_empty_cache_gives_the_same_result(scripted_metric, tmp_path):
@@ -166,7 +169,8 @@ def test_same_seed_with_an_empty_cache_gives_the_same_result(scripted_metric, tm
             reference=ScriptedReference(),
             redundancy=RedundancyScorer(HashingEmbedder()),
         )
-        results.append(compile_program(Assistant(), metric, lm).picaco_result)
+        results.append(compile_program(Assistant(), metric, lm, storage=str(tmp_path / f"runs{run}.db")).picaco_result)
+    assert results[1].executed_jobs == results[0].executed_jobs > 0  # the second run paid for everything again
     assert results[0].final_instruction == results[1].final_instruction
     assert [r.J for r in results[0].iterations] == [r.J for r in results[1].iterations]
 
