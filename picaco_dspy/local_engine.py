@@ -1,8 +1,9 @@
 """A DSPy 3.4 LM engine that runs a transformers causal LM in-process (the embedded model by default).
 
 ``dspy.LM(..., engine=TransformersEngine())`` gives DSPy's caching, history, retries and usage tracking on top of
-local generation. Sampling is seeded from the request and how many times the same request was served, so a run
-that starts from an empty cache draws the same samples again. Token log-probabilities (with top alternatives) are
+local generation. Sampling is seeded from the request and its ``seed`` (PICACO sends the rollout id), or, without a
+seed, from how many times the same request was served, so a run that starts from an empty cache draws the same samples
+again. Token log-probabilities (with top alternatives) are
 returned when the request asks for them, which is what the yes/no judge reads.
 """
 
@@ -83,7 +84,8 @@ class TransformersEngine:
         key = hashlib.sha256(repr((chat, temperature, max_new, config.top_p, config.stop)).encode()).hexdigest()
         with self._lock:
             self._served[key] += 1
-            generator = torch.Generator().manual_seed(int(key[:12], 16) + self._served[key])
+            draw = self._served[key] if config.seed is None else 1_000_003 * (int(config.seed) + 1)
+            generator = torch.Generator().manual_seed(int(key[:12], 16) + draw)
             tokens, logprobs, stopped = _generate(
                 model,
                 tokenizer,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import dspy
 
@@ -70,7 +71,8 @@ def with_meta_instruction(
 
     Signatures are replaced through ``with_instructions`` (assigning ``signature.instructions`` would edit the shared
     class, and so the original program). With ``rollout_id``, every predictor gets its own LM copy with that rollout id
-    and ``temperature``, so that each sample is a distinct, cached, reproducible draw.
+    and ``temperature``, so that each sample is a distinct, cached, reproducible draw; where the provider honours a
+    sampling seed (in-process engines, OpenAI, vLLM, Ollama, Gemini) the rollout id is also sent as ``seed``.
     """
     copy = program.deepcopy()
     for name, predictor in copy.named_predictors():
@@ -82,8 +84,27 @@ def with_meta_instruction(
                 raise ConfigurationError(
                     f"Predictor {name!r} has no LM: call dspy.configure(lm=...) or program.set_lm(lm) before compile."
                 )
-            overrides = {"rollout_id": rollout_id}
+            overrides: dict[str, Any] = {"rollout_id": rollout_id}
+            if supports_request_seed(lm):  # the same sample again after a crash, in another process or on a resume
+                overrides["seed"] = rollout_id
             if temperature is not None:
                 overrides["temperature"] = temperature
             predictor.lm = lm.copy(**overrides)
     return copy
+
+
+def supports_request_seed(lm: dspy.BaseLM) -> bool:
+    """Whether ``lm`` honours a per-request sampling ``seed``: in-process engines do; for litellm providers, litellm's
+    list of supported parameters tells (Anthropic, for one, has none, and sending it would fail)."""
+    if getattr(lm, "_engine_spec", None) is not None:
+        return True
+    model = getattr(lm, "model", None)
+    if not isinstance(model, str):
+        return False
+    try:
+        import litellm
+
+        provider = litellm.get_llm_provider(model)[1]
+        return "seed" in (litellm.get_supported_openai_params(model=model, custom_llm_provider=provider) or [])
+    except Exception:  # unknown provider: do not send what it may reject
+        return False

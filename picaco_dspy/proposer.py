@@ -11,6 +11,7 @@ from typing import Any
 import dspy
 
 from picaco_dspy.pools import PooledResponse
+from picaco_dspy.program_edit import supports_request_seed
 from picaco_dspy.values import ValueSet
 
 logger = logging.getLogger(__name__)
@@ -95,7 +96,10 @@ class InstructionProposer(dspy.Module):
         proposals: list[str] = []
         failures: list[str] = []
         for i in range(num_candidates):
-            kwargs: dict[str, Any] = {"config": {"rollout_id": rollout_base + i, "temperature": temperature}, **inputs}
+            config: dict[str, Any] = {"rollout_id": rollout_base + i, "temperature": temperature}
+            if supports_request_seed(self.lm or dspy.settings.lm):
+                config["seed"] = rollout_base + i
+            kwargs: dict[str, Any] = {"config": config, **inputs}
             if self.lm is not None:
                 kwargs["lm"] = self.lm
             try:

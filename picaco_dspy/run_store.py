@@ -144,10 +144,7 @@ class RunStore:
         self.stale_after_seconds = stale_after_seconds
         self.engine = _make_engine(url)
         self._temporary = url is None
-        try:
-            _metadata.create_all(self.engine)
-        except sa.exc.OperationalError as exc:
-            raise ConfigurationError(f"Cannot open the run storage {redact_url(url)}: {exc.orig}") from exc
+        _create_tables(self.engine, url)
         self._stop = threading.Event()
         self._beating: set[tuple[str, str]] = set()
         self._beat_lock = threading.Lock()
@@ -314,13 +311,24 @@ class RunStore:
                     conn.execute(
                         _claims.insert().values(run=run, kind=kind, key=key, worker=worker, claimed_at=time.time())
                     )
-                claimed.append(key)
-                continue
+                got = True
             except IntegrityError:
-                pass
-            if self._take_over(run, kind, key, worker):
+                got = self._take_over(run, kind, key, worker)
+            if got and self._has_result(run, kind, key):  # finished by another worker since we last looked
+                with self.engine.begin() as conn:
+                    conn.execute(_claims.delete().where(
+                        _claims.c.run == run, _claims.c.kind == kind, _claims.c.key == key, _claims.c.worker == worker
+                    ))
+                got = False
+            if got:
                 claimed.append(key)
         return claimed
+
+    def _has_result(self, run: str, kind: str, key: str) -> bool:
+        with self.engine.begin() as conn:
+            return conn.execute(
+                sa.select(_results.c.key).where(_results.c.run == run, _results.c.kind == kind, _results.c.key == key)
+            ).first() is not None
 
     def _take_over(self, run: str, kind: str, key: str, worker: str) -> bool:
         with self.engine.begin() as conn:
@@ -403,6 +411,20 @@ class RunStore:
                         )
                 except sa.exc.SQLAlchemyError as exc:  # a hiccup must not kill the run; the next beat retries
                     logger.warning("Heartbeat of %s failed: %s", worker, exc)
+
+
+def _create_tables(engine: sa.Engine, url: str | None, attempts: int = 5) -> None:
+    """Create the tables if missing; workers starting together may race to create them, so a clash is retried."""
+    for attempt in range(attempts):
+        try:
+            _metadata.create_all(engine)
+            return
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError) as exc:
+            if "already exists" not in str(exc) and not isinstance(exc, sa.exc.IntegrityError):
+                raise ConfigurationError(f"Cannot open the run storage {redact_url(url)}: {exc.orig}") from exc
+            if attempt == attempts - 1:
+                raise ConfigurationError(f"Cannot create the run tables in {redact_url(url)}: {exc.orig}") from exc
+            time.sleep(0.2 * (attempt + 1))
 
 
 def _make_engine(url: str | None) -> sa.Engine:

@@ -234,13 +234,7 @@ class ScheduleSteering:
         self.schedule = schedule
         self.seed = seed
         self.n_prompts = n_prompts
-        self.study = optuna.create_study(
-            storage=storage,
-            study_name=study_name,
-            direction="maximize",
-            load_if_exists=True,
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0, n_min_trials=2),
-        )
+        self.study = _open_study(optuna, storage, study_name)
 
     def ask(self, iteration: int) -> StepSettings:
         """Settings of step ``iteration`` (the first step takes the middle of every range)."""
@@ -279,8 +273,8 @@ class ScheduleSteering:
         if settings.trial_number is None:
             return False
         trial = self._trial(settings.trial_number)
-        trial.report(gain, step)
-        return trial.should_prune()
+        trial.report(float(gain), step)
+        return bool(trial.should_prune())
 
     def tell(self, iteration: int, settings: StepSettings, gain: float, pruned: bool,
              intermediate: dict[int, float]) -> None:
@@ -339,3 +333,23 @@ class ScheduleSteering:
                 params["minibatch_size"] = settings.minibatch_size
                 distributions["minibatch_size"] = dist.IntDistribution(low, high)
         return params, distributions
+
+
+def _open_study(optuna: Any, storage: str | None, name: str, attempts: int = 5) -> Any:
+    """Create or load the run's study; workers starting together may race to create its tables or the study."""
+    import time
+
+    for attempt in range(attempts):
+        try:
+            return optuna.create_study(
+                storage=storage,
+                study_name=name,
+                direction="maximize",
+                load_if_exists=True,
+                pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0, n_min_trials=2),
+            )
+        except Exception:  # noqa: BLE001 - a clash between starting workers; anything else repeats and is raised
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.3 * (attempt + 1))
+    raise AssertionError("unreachable")

@@ -15,6 +15,7 @@ import logging
 import time
 import zlib
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from typing import Any, Generic, TypeVar
 
 import dspy
@@ -153,40 +154,38 @@ class WorkBoard:
         self, kind: str, claimed: dict[str, P], execute: Callable[..., Any], role: str | None, records_own_usage: bool
     ) -> None:
         def one(item: tuple[str, P]) -> Any:
-            key, payload = item
-            job_meter = UsageMeter()
             try:
-                if records_own_usage:
-                    value = execute(payload, job_meter)
-                    if role is not None:  # not a DSPy call: the worker's meter does not see it by itself
-                        own = job_meter.role(role)
-                        self.meter.record(role, calls=own.calls, input_tokens=own.input_tokens,
-                                          output_tokens=own.output_tokens)
-                elif role is None:
-                    value = execute(payload)
-                else:
-                    with job_meter.track(role):  # forwards to the worker's meter installed around the batch
-                        value = execute(payload)
-            except Exception as exc:  # a bug or a configuration problem: abort, store nothing
+                self._execute_one(kind, item[0], item[1], execute, role, records_own_usage)
+            except Exception as exc:  # a bug, a configuration problem or an unusable store: abort the run
                 return _Raised(exc)
-            usage = job_meter.role(role).to_dict() if role is not None else {}
-            failed = isinstance(value, Exception)
-            stored = {"error": f"{type(value).__name__}: {value}"} if failed else value
-            self.store.put(
-                self.run_name, kind, key, stored, worker=self.worker, failed=failed, role=role, usage=usage
-            )
             return None
 
-        if role is not None:
-            with self.meter.track(role):
-                outcomes = parallel_map(one, list(claimed.items()), num_threads=self.num_threads, progress=False)
-        else:
+        with self.meter.track(role) if role is not None else nullcontext():
             outcomes = parallel_map(one, list(claimed.items()), num_threads=self.num_threads, progress=False)
         self.executed += len(claimed)
         for outcome in outcomes:
             if isinstance(outcome, _Raised):
                 self.store.release(self.run_name, self.worker)
                 raise outcome.error
+
+    def _execute_one(
+        self, kind: str, key: str, payload: P, execute: Callable[..., Any], role: str | None, records_own_usage: bool
+    ) -> None:
+        job_meter = UsageMeter()
+        if records_own_usage:
+            value = execute(payload, job_meter)
+            if role is not None:  # not a DSPy call: the worker's meter does not see it by itself
+                own = job_meter.role(role)
+                self.meter.record(role, calls=own.calls, input_tokens=own.input_tokens, output_tokens=own.output_tokens)
+        elif role is None:
+            value = execute(payload)
+        else:
+            with job_meter.track(role):  # forwards to the worker's meter installed around the batch
+                value = execute(payload)
+        usage = job_meter.role(role).to_dict() if role is not None else {}
+        failed = isinstance(value, Exception)
+        stored = {"error": f"{type(value).__name__}: {value}"} if failed else value
+        self.store.put(self.run_name, kind, key, stored, worker=self.worker, failed=failed, role=role, usage=usage)
 
     def decide(self, kind: str, key: str, compute: Callable[[], Any]) -> Any:
         """A decision taken once per run (by whichever worker gets there first) and read back by every other."""

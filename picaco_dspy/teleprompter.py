@@ -555,25 +555,30 @@ class _Run:
         pooled = [(pool.prompt, item) for pool in self.pools for item in pool.aligned[:m1]]
         rollout_base = self.opt.seed * 1_000_000 + iteration * 1_000
 
-        def propose(_: Any) -> dict[str, list[str]]:
+        def propose(index: int) -> dict[str, list[str]]:  # one candidate per job: each paid proposal is stored
             proposals, failures = self.proposer(
                 self.values,
                 current,
                 history,
                 pooled,
-                num_candidates=settings.num_candidates,
+                num_candidates=1,
                 temperature=settings.proposal_temperature,
-                rollout_base=rollout_base,
+                rollout_base=rollout_base + index,
             )
             return {"proposals": list(proposals), "failures": list(failures)}
 
-        key = job_key(iteration, current, history, [(p, it.response, it.reward) for p, it in pooled],
-                      settings.num_candidates, settings.proposal_temperature, rollout_base)
-        outcome = self.board.run("proposals", {key: None}, propose, role="proposer", describe="proposing")[key]
-        if isinstance(outcome, JobFailed):
-            proposals, failures = [], [str(outcome)]
-        else:
-            proposals, failures = outcome["proposals"], outcome["failures"]
+        context = job_key(iteration, current, history, [(p, it.response, it.reward) for p, it in pooled],
+                          settings.proposal_temperature)
+        jobs = {job_key(context, rollout_base + index): index for index in range(settings.num_candidates)}
+        outcomes = self.board.run("proposal", jobs, propose, role="proposer", describe="proposing")
+        proposals, failures = [], []
+        for key, index in jobs.items():
+            outcome = outcomes[key]
+            if isinstance(outcome, JobFailed):
+                failures.append(f"proposal {index}: {outcome}")
+            else:
+                proposals += outcome["proposals"]
+                failures += [f"proposal {index}: {f.split(': ', 1)[-1]}" for f in outcome["failures"]]
         texts = [current] + [p for p in dict.fromkeys(proposals) if p != current]
         origins = ["current"] + ["proposed"] * (len(texts) - 1)
 

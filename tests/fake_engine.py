@@ -88,7 +88,8 @@ class ScriptedEngine:
         key = hashlib.sha256((system + user).encode()).hexdigest()
         with self._lock:
             self._served[key] += 1
-            rng = random.Random(f"{key}:{self._served[key]}")
+            seed = request.config.seed  # PICACO sends the rollout id: the same sample in every process
+            rng = random.Random(f"{key}:{self._served[key] if seed is None else f's{seed}'}")
         if "response_a" in inputs:
             role, values = "judge", self._compare(inputs)
         elif outputs == ["label"]:
