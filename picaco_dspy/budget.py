@@ -17,6 +17,7 @@ from picaco_dspy.errors import PicacoError
 from picaco_dspy.usage import UsageMeter
 
 BUDGET_ROLES = ("target", "judge", "proposer")
+PROJECTION_MARGIN = 1.25  # later calls of a role are longer than its average so far
 
 
 class BudgetExhausted(PicacoError):
@@ -90,20 +91,35 @@ class Budget:
     def limited(self) -> bool:
         return any(v is not None for v in (self.max_calls, self.max_tokens, self.max_cost_usd))
 
-    def shortfall(self, spent: Mapping[str, float], expected_calls: int) -> str | None:
-        """Why ``expected_calls`` more calls would break a limit, given ``spent`` (calls, tokens, cost_usd); None
-        when they fit. Tokens and cost of the coming calls are projected from the average call so far."""
-        calls, tokens, cost = int(spent["calls"]), int(spent["tokens"]), float(spent["cost_usd"])
-        tokens_per_call = tokens / calls if calls else 0.0
-        cost_per_call = cost / calls if calls else 0.0
-        if self.max_calls is not None and calls + expected_calls > self.max_calls:
-            return f"{calls} of max_lm_calls={self.max_calls} spent, about {expected_calls} more needed"
-        if self.max_tokens is not None and tokens + expected_calls * tokens_per_call > self.max_tokens:
-            return (f"{tokens} of max_tokens={self.max_tokens} spent, about "
-                    f"{expected_calls * tokens_per_call:.0f} more needed")
-        if self.max_cost_usd is not None and cost + expected_calls * cost_per_call > self.max_cost_usd:
-            return (f"${cost:.4f} of max_cost_usd={self.max_cost_usd} spent, about "
-                    f"${expected_calls * cost_per_call:.4f} more needed")
+    def shortfall(self, spent: Mapping[str, Mapping[str, float]], expected: Mapping[str, int]) -> str | None:
+        """Why the ``expected`` calls per role would break a limit, given what each role has ``spent`` (``calls``,
+        ``total_tokens``, ``cost_usd``); None when they fit. Tokens and cost of the coming calls are projected from
+        the same role's average call so far (a role without calls yet: the average of all calls), times
+        :data:`PROJECTION_MARGIN` because prompts grow as a run goes on (the proposer sees more history)."""
+        totals = {k: sum(float(u.get(k, 0)) for u in spent.values()) for k in ("calls", "total_tokens", "cost_usd")}
+
+        def projected(what: str) -> float:
+            total = 0.0
+            for role, n in expected.items():
+                usage = spent.get(role) or {}
+                calls = float(usage.get("calls", 0))
+                if calls:
+                    total += n * float(usage.get(what, 0)) / calls
+                elif totals["calls"]:
+                    total += n * totals[what] / totals["calls"]
+            return total * PROJECTION_MARGIN
+
+        calls_needed = sum(expected.values())
+        if self.max_calls is not None and totals["calls"] + calls_needed > self.max_calls:
+            return f"{totals['calls']:.0f} of max_lm_calls={self.max_calls} spent, about {calls_needed} more needed"
+        tokens_needed = projected("total_tokens")
+        if self.max_tokens is not None and totals["total_tokens"] + tokens_needed > self.max_tokens:
+            return (f"{totals['total_tokens']:.0f} of max_tokens={self.max_tokens} spent, about {tokens_needed:.0f} "
+                    "more needed")
+        cost_needed = projected("cost_usd")
+        if self.max_cost_usd is not None and totals["cost_usd"] + cost_needed > self.max_cost_usd:
+            return (f"${totals['cost_usd']:.4f} of max_cost_usd={self.max_cost_usd} spent, about ${cost_needed:.4f} "
+                    "more needed")
         return None
 
     def to_dict(self) -> dict[str, Any]:

@@ -444,7 +444,10 @@ def _make_engine(url: str | None) -> sa.Engine:
             return engine
         return sa.create_engine(url, pool_pre_ping=True)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
-        raise ConfigurationError(f"storage URL {redact_url(url)} is not usable: {exc}") from exc
+        raise ConfigurationError(
+            f"storage URL {redact_url(url)} is not usable: {exc}. Write it as dialect+driver://user@host/database, "
+            "e.g. postgresql+psycopg://... or sqlite:///runs.db."
+        ) from exc
     except ModuleNotFoundError as exc:
         raise ConfigurationError(
             f"storage URL {redact_url(url)} needs the database driver {exc.name!r}: "

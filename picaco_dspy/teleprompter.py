@@ -370,18 +370,22 @@ class _Run:
         )
         n, jc = len(self.pools), self._judge_calls_per_response()
         if schedule.noisy_pool_size and self._affordable(
-            n * self.opt.noisy_samples + n * schedule.noisy_pool_size * jc, "noisy-pool"
+            {"target": n * self.opt.noisy_samples, "judge": n * schedule.noisy_pool_size * jc}, "noisy-pool"
         ):
             self._build_noisy_pool()
         current = self.seed_instruction
         history: list[tuple[str, float]] = []
         for iteration in range(1, schedule.max_iterations + 1):
             settings = self._settings(iteration)
-            cost = n * settings.samples_per_prompt * (1 + jc) + settings.num_candidates
+            cost = {
+                "target": n * settings.samples_per_prompt,
+                "judge": n * settings.samples_per_prompt * jc,
+                "proposer": settings.num_candidates,
+            }
             if not self._affordable(cost, f"iteration-{iteration}"):
                 if iteration == 1:
                     raise ConfigurationError(
-                        f"The budget does not pay for one iteration ({cost} calls expected; "
+                        f"The budget does not pay for one iteration ({sum(cost.values())} calls expected; "
                         f"{self.result.stop_reason}); raise it or shrink the prompts, samples or candidates."
                     )
                 break
@@ -445,20 +449,16 @@ class _Run:
             for role in (*BUDGET_ROLES, "reference")
         }
 
-    def _affordable(self, cost: int, phase: str) -> bool:
-        """Whether ``cost`` more calls fit every budget; decided once per run (all workers and resumes agree)."""
+    def _affordable(self, expected: dict[str, int], phase: str) -> bool:
+        """Whether the ``expected`` calls per role fit every budget; decided once per run (all workers and resumes
+        agree)."""
         budget = self.opt.budget
         if not budget.limited:
             return True
 
         def decide() -> dict[str, Any]:
             ledger = self._ledger()
-            spent = {
-                "calls": sum(ledger[r]["calls"] for r in BUDGET_ROLES),
-                "tokens": sum(ledger[r]["total_tokens"] for r in BUDGET_ROLES),
-                "cost_usd": sum(ledger[r]["cost_usd"] for r in BUDGET_ROLES),
-            }
-            return {"shortfall": budget.shortfall(spent, cost)}
+            return {"shortfall": budget.shortfall({r: ledger[r] for r in BUDGET_ROLES}, expected)}
 
         shortfall = self.board.decide("budget", job_key(phase, budget.to_dict()), decide)["shortfall"]
         if shortfall is None:
@@ -654,8 +654,9 @@ class _Run:
         if self.seed_instruction not in contenders:
             contenders.append(self.seed_instruction)
         valset = self.valset
+        rollouts = len(contenders) * len(valset) if valset is not None else 0
         if valset is not None and not self._affordable(
-            len(contenders) * len(valset) * (1 + self._judge_calls_per_response()), "valset-selection"
+            {"target": rollouts, "judge": rollouts * self._judge_calls_per_response()}, "valset-selection"
         ):
             valset = None
         if valset is None:

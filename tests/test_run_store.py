@@ -1,0 +1,118 @@
+"""The run store: first writer wins, claims are exclusive until their worker goes silent, identities are checked."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from picaco_dspy.errors import ConfigurationError
+from picaco_dspy.run_store import RunStore, resolve_storage_url
+from picaco_dspy.shared_work import JobFailed, WorkBoard, job_key
+from picaco_dspy.usage import UsageMeter
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = RunStore(f"sqlite:///{tmp_path / 'runs.db'}", heartbeat_seconds=0.1, stale_after_seconds=0.5)
+    yield store
+    store.close()
+
+
+def test_a_run_name_is_bound_to_one_configuration(store):
+    assert store.open_run("r", "fingerprint-a", {"argv": ["compile"]}) is False
+    assert store.open_run("r", "fingerprint-a") is True  # the same configuration joins / resumes
+    with pytest.raises(ConfigurationError, match="different configuration"):
+        store.open_run("r", "fingerprint-b")
+    assert store.run_spec("r") == {"argv": ["compile"]}
+    with pytest.raises(ConfigurationError, match="No run named 'nope'"):
+        store.run_spec("nope")
+
+
+def test_the_first_result_stored_wins_and_the_ledger_sums_per_role(store):
+    store.open_run("r", "f")
+    assert store.put("r", "judgement", "k", {"v": 1}, worker="w1", role="judge",
+                     usage={"calls": 2, "input_tokens": 10, "output_tokens": 3, "cost_usd": 0.5})
+    assert not store.put("r", "judgement", "k", {"v": 2}, worker="w2", role="judge", usage={"calls": 7})
+    store.put("r", "rollout", "k", "text", worker="w1", role="target", usage={"calls": 1, "input_tokens": 4})
+    assert store.get_many("r", "judgement", ["k", "missing"])["k"].value == {"v": 1}
+    ledger = store.ledger("r")
+    assert ledger["judge"] == {"calls": 2, "input_tokens": 10, "output_tokens": 3, "cost_usd": 0.5}
+    assert ledger["target"]["calls"] == 1 and set(ledger) == {"judge", "target"}
+
+
+def test_claims_are_exclusive_until_the_holder_goes_silent(store):
+    store.open_run("r", "f")
+    alive = store.join("r")
+    other = store.join("r")
+    keys = ["a", "b", "c"]
+    assert store.claim("r", "rollout", keys, alive, limit=2) == ["a", "b"]
+    assert store.claim("r", "rollout", keys, other, limit=5) == ["c"]  # a and b are held by a live worker
+    store.put("r", "rollout", "c", "done", worker=other)
+    assert store.claim("r", "rollout", ["c"], alive, limit=1) == []  # finished work is never claimed again
+    # the holder dies without a word: its heartbeat stops, and after stale_after_seconds its jobs are taken over
+    with store._beat_lock:
+        store._beating.discard(("r", alive))
+    time.sleep(0.8)
+    assert store.claim("r", "rollout", keys, other, limit=5) == ["a", "b"]
+
+
+def test_leaving_releases_unfinished_claims_at_once(store):
+    store.open_run("r", "f")
+    first, second = store.join("r"), store.join("r")
+    assert store.claim("r", "judgement", ["x"], first, limit=1) == ["x"]
+    store.leave("r", first)
+    assert store.claim("r", "judgement", ["x"], second, limit=1) == ["x"]
+
+
+def test_the_board_stores_failures_once_and_never_reruns_a_job(store):
+    store.open_run("r", "f")
+    board = WorkBoard(store, "r", meter=UsageMeter(), num_threads=2, progress=False)
+    ran = []
+
+    def execute(payload):
+        ran.append(payload)
+        return ValueError("provider down") if payload == "bad" else payload.upper()
+
+    jobs = {job_key(p): p for p in ("a", "b", "bad")}
+    first = board.run("rollout", jobs, execute)
+    again = board.run("rollout", jobs, execute)
+    assert sorted(ran) == ["a", "b", "bad"]  # the second call was served from the store
+    assert first[job_key("a")] == again[job_key("a")] == "A"
+    assert isinstance(again[job_key("bad")], JobFailed) and "provider down" in str(again[job_key("bad")])
+    assert board.reused == 3 and board.executed == 3
+    board.close()
+
+
+def test_a_bug_in_a_job_aborts_without_storing_anything(store):
+    store.open_run("r", "f")
+    board = WorkBoard(store, "r", meter=UsageMeter(), progress=False)
+
+    def broken(_):
+        raise KeyError("bug")
+
+    with pytest.raises(KeyError):
+        board.run("rollout", {"k": 1}, broken)
+    assert store.get_many("r", "rollout", ["k"]) == {}
+    board.close()
+
+
+def test_storage_arguments_are_checked(tmp_path, monkeypatch):
+    monkeypatch.setenv("PICACO_STORAGE", "sqlite:///elsewhere.db")
+    assert resolve_storage_url("default") == "sqlite:///elsewhere.db"
+    assert resolve_storage_url(None) is None
+    assert resolve_storage_url(str(tmp_path / "x.db")) == f"sqlite:///{tmp_path / 'x.db'}"
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        resolve_storage_url(str(tmp_path / "missing" / "x.db"))
+    with pytest.raises(ConfigurationError, match="storage must be"):
+        resolve_storage_url(42)
+    with pytest.raises(ConfigurationError, match="needs the database driver 'pymysql'"):
+        RunStore("mysql+pymysql://u:secret@localhost/db")
+    with pytest.raises(ConfigurationError, match="dialect\\+driver"):
+        RunStore("nosuchdb://u:secret@localhost/db")
+
+
+def test_passwords_never_appear_in_errors():
+    with pytest.raises(ConfigurationError) as error:
+        RunStore("postgresql+psycopg://user:hunter2@127.0.0.1:1/db")
+    assert "hunter2" not in str(error.value) and "***" in str(error.value)
