@@ -78,15 +78,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="PICACO (default) or a baseline to run on the same models and budget",
     )
     comp.add_argument("--budget", type=int, help="LM calls (target + judge + proposer) the method may spend")
-    comp.add_argument("--iterations", type=int, default=10)
-    comp.add_argument("--candidates", type=int, default=4)
-    comp.add_argument("--aligned-pool", type=int, default=10, help="M1, responses kept per prompt")
-    comp.add_argument("--noisy-pool", type=int, default=15, help="M2, parroting bare responses kept per prompt")
+    comp.add_argument("--budget-tokens", type=int, help="PICACO: input + output tokens of those calls")
+    comp.add_argument("--budget-usd", type=float, help="PICACO: US dollars, priced from litellm's price table")
+    comp.add_argument(
+        "--auto",
+        choices=["light", "medium", "heavy"],
+        help="PICACO: let Optuna steer a schedule of this size (default: the paper's fixed schedule)",
+    )
+    comp.add_argument("--iterations", type=int, help="T (default 10; with --auto, the preset's most iterations)")
+    comp.add_argument("--candidates", type=int, help="instructions proposed per iteration (default 4)")
+    comp.add_argument("--aligned-pool", type=int, help="M1, responses kept per prompt (default 10)")
+    comp.add_argument("--noisy-pool", type=int, help="M2, parroting bare responses kept per prompt (default 15)")
     comp.add_argument("--noisy-samples", type=int, help="bare responses sampled per prompt (default 2 x M2)")
-    comp.add_argument("--samples", type=int, default=2, help="new responses per prompt per iteration")
+    comp.add_argument("--samples", type=int, help="new responses per prompt per iteration (default 2)")
     comp.add_argument("--beta", type=float, default=1.0, help="weight of the conformity term")
     comp.add_argument("--seed", type=int, default=0)
+    _add_storage_args(comp)
+    comp.add_argument("--run", help="PICACO: run name to start or join (default: derived from the configuration)")
     comp.add_argument("--out", type=Path, required=True, help="output folder")
+
+    worker = sub.add_parser(
+        "worker",
+        help="join a PICACO run started by `picaco compile` and share its work",
+        description="Work on a run stored in a shared database: the same configuration as the `picaco compile` that "
+        "started it, the same stored results; jobs are split between the workers and none is paid twice. Every "
+        "worker writes the final program. The program file and the models must be reachable from this machine.",
+    )
+    _add_storage_args(worker, required=True)
+    worker.add_argument("--run", required=True, help="the run's name (printed by `picaco compile`)")
+    worker.add_argument("--out", type=Path, help="output folder (default: the one the run was started with)")
+    worker.add_argument("--threads", type=int, help="parallel LM calls of this worker (default: the run's)")
+    worker.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    runs = sub.add_parser("runs", help="list the PICACO runs kept in a storage")
+    _add_storage_args(runs)
 
     ev = sub.add_parser(
         "evaluate",
@@ -120,6 +145,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_storage_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    parser.add_argument(
+        "--storage",
+        required=required,
+        default=None if required else "default",
+        help="where PICACO keeps every paid result: an SQLite file, sqlite:///path, "
+        "postgresql+psycopg://user@host/db (shared by workers), or 'default' ($PICACO_STORAGE or "
+        "~/.cache/picaco-dspy/runs.db)" + ("" if required else "; rerunning a command resumes its run"),
+    )
+
+
 def _add_program_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--program",
@@ -151,7 +187,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.debug)
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    handlers = {"demo": run_demo, "compile": run_compile, "evaluate": run_evaluate, "values": run_values}
+    handlers = {
+        "demo": run_demo,
+        "compile": run_compile,
+        "worker": run_worker,
+        "runs": run_runs,
+        "evaluate": run_evaluate,
+        "values": run_values,
+    }
     try:
         return handlers[args.command](args) or 0
     except KeyboardInterrupt:
@@ -235,6 +278,9 @@ def run_demo(args: argparse.Namespace) -> int:
         max_tokens=80,
         out=args.out,
         no_progress=args.no_progress,
+        auto=None,
+        storage="default",
+        run=None,
     )
     train, val = list(prompt_set.optimize[: args.train]), list(prompt_set.heldout[: args.val])
     return _compile_and_report(settings, train, val)
@@ -260,8 +306,52 @@ def run_compile(args: argparse.Namespace) -> int:
     if args.budget is not None and args.budget < 1:
         raise CliError(f"--budget must be at least 1, got {args.budget}")
     if args.method != "PICACO":
+        picaco_only = [flag for flag, value in (("--auto", args.auto), ("--budget-tokens", args.budget_tokens),
+                                                 ("--budget-usd", args.budget_usd), ("--run", args.run))
+                       if value is not None]
+        if picaco_only:
+            raise CliError(f"{', '.join(picaco_only)} apply to PICACO only, not to --method {args.method}")
         return _compile_baseline(args, train, val)
     return _compile_and_report(args, train, val)
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    from picaco_dspy.run_store import RunStore, resolve_storage_url
+
+    store = RunStore(resolve_storage_url(args.storage))
+    try:
+        spec = store.run_spec(args.run)
+    finally:
+        store.close()
+    if not spec or spec.get("command") != "compile":
+        raise CliError(
+            f"run {args.run!r} was started from Python, not by `picaco compile`: start more workers by running the "
+            "same script (same configuration, same storage URL and run_name) on each machine"
+        )
+    settings = argparse.Namespace(**spec["args"])
+    settings.storage, settings.run = args.storage, args.run
+    settings.out = args.out or Path(spec["args"]["out"])
+    settings.threads = args.threads or settings.threads
+    settings.no_progress = args.no_progress or settings.no_progress
+    print(f"picaco worker: joining run {args.run!r}", file=sys.stderr)
+    return _compile_and_report(settings, spec["train"], spec["val"])
+
+
+def run_runs(args: argparse.Namespace) -> int:
+    from picaco_dspy.run_store import RunStore, redact_url, resolve_storage_url
+
+    url = resolve_storage_url(args.storage)
+    store = RunStore(url)
+    try:
+        runs = store.runs()
+    finally:
+        store.close()
+    if not runs:
+        print(f"No runs in {redact_url(url)}.")
+    for run in runs:
+        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(run["created_at"]))
+        print(f"{run['name']}  started {started}  {run['results']} stored results")
+    return 0
 
 
 def _compile_baseline(args: argparse.Namespace, train: list[str], val: list[str]) -> int:
@@ -366,6 +456,7 @@ def _compile_and_report(args: argparse.Namespace, train: list[str], val: list[st
         preflight(program, trainset[0], metric)
         optimizer = PICACO(
             metric=metric,
+            auto=args.auto,
             num_iterations=args.iterations,
             num_candidates=args.candidates,
             aligned_pool_size=args.aligned_pool,
@@ -375,6 +466,11 @@ def _compile_and_report(args: argparse.Namespace, train: list[str], val: list[st
             num_threads=args.threads,
             seed=args.seed,
             max_lm_calls=getattr(args, "budget", None),
+            max_tokens=getattr(args, "budget_tokens", None),
+            max_cost_usd=getattr(args, "budget_usd", None),
+            storage=args.storage,
+            run_name=args.run,
+            run_spec={"command": "compile", "args": _json_args(args), "train": train, "val": val},
             log_dir=out,
             progress=not args.no_progress,
             **proposer_kwargs,
@@ -391,17 +487,31 @@ def _compile_and_report(args: argparse.Namespace, train: list[str], val: list[st
             "PICACO kept the seed instruction: no candidate scored higher. With the embedded 135M judge the scores "
             "are nearly flat; point --target/--judge/--proposer at a real model for real alignment.\n"
         )
-    usage = result.usage
+    usage, paid_here = result.usage, result.worker_usage
     print(
         "Calls: "
         + ", ".join(f"{role} {u['calls']}" for role, u in usage.items() if role != "reference")
-        + f"; reference tokens {usage['reference']['input_tokens']}. Wall time {time.monotonic() - started:.0f} s."
+        + f"; reference tokens {usage['reference']['input_tokens']}"
+        + (f"; cost ${sum(u['cost_usd'] for u in usage.values()):.4f}" if any(u["cost_usd"] for u in usage.values())
+           else "")
+        + f". This process paid {sum(paid_here[r]['calls'] for r in ('target', 'judge', 'proposer'))} of them and "
+        f"reused {result.reused_results} stored results. Wall time {time.monotonic() - started:.0f} s."
     )
+    if result.stop_reason:
+        print(f"Stopped: {result.stop_reason}.")
+    print(f"Run {result.run_name!r} in {result.storage}: the same command resumes it; more workers join it with "
+          f"`picaco worker --storage <URL> --run {result.run_name}`.")
     print(
         f"Wrote {out / 'program.json'} (aligned program), {out / 'run.json'} (run log), {out / 'pools.json'}, "
         f"{out / 'report.md'}" + (f", {chart}" if chart else "")
     )
     return 0
+
+
+def _json_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The compile arguments a worker needs to rebuild the same run (storage and run name excepted)."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+            if k not in {"storage", "run", "debug", "command"}}
 
 
 def _print_table(names: list[str], table: dict[str, dict[str, float]]) -> None:

@@ -78,6 +78,12 @@ def test_values_list_and_show(capsys):
             ["compile", "--values", "liberalism-4", "--prompts", "everyday-help", "--budget", "0", "--out", "x"],
             "--budget",
         ),
+        (
+            ["compile", "--values", "liberalism-4", "--prompts", "everyday-help", "--method", "URIAL", "--auto",
+             "light", "--out", "x"],
+            "--auto apply to PICACO only",
+        ),
+        (["worker", "--storage", "/nonexistent-folder/runs.db", "--run", "r"], "does not exist"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
@@ -105,6 +111,8 @@ def test_every_subcommand_has_help():
         ["demo", "--help"],
         ["compile", "--help"],
         ["evaluate", "--help"],
+        ["worker", "--help"],
+        ["runs", "--help"],
         ["values", "--help"],
         ["values", "show", "--help"],
     ):
@@ -169,11 +177,16 @@ def test_compile_then_evaluate_on_the_embedded_model(capsys, tmp_path):
         "--max-tokens",
         "24",
         "--no-progress",
+        "--storage",
+        str(tmp_path / "runs.db"),
+        "--run",
+        "cli-run",
         "--out",
         str(out),
     )
     assert code == 0, err
     assert "Per-value conformity on held-out prompts" in stdout and "seed" in stdout and "final" in stdout
+    assert "Run 'cli-run'" in stdout and "picaco worker --storage <URL> --run cli-run" in stdout
     for name in ("program.json", "run.json", "pools.json", "report.md", "radar.png"):
         assert (out / name).is_file(), name
     assert (out / "radar.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -184,6 +197,16 @@ def test_compile_then_evaluate_on_the_embedded_model(capsys, tmp_path):
     restored = Assistant()
     restored.load(str(out / "program.json"))
     assert run_log["final_instruction"] in restored.respond.signature.instructions
+
+    # a worker joining the finished run rebuilds it from the stored arguments, pays nothing and ends on the same program
+    code, stdout, err = run(capsys, "worker", "--storage", str(tmp_path / "runs.db"), "--run", "cli-run",
+                            "--out", str(tmp_path / "worker"), "--no-progress")
+    assert code == 0, err
+    assert "This process paid 0 of them" in stdout
+    worker_log = json.loads((tmp_path / "worker" / "run.json").read_text())
+    assert worker_log["final_instruction"] == run_log["final_instruction"] and worker_log["executed_jobs"] == 0
+    code, stdout, _ = run(capsys, "runs", "--storage", str(tmp_path / "runs.db"))
+    assert code == 0 and stdout.startswith("cli-run  started")
 
     code, stdout, err = run(
         capsys,
@@ -236,3 +259,15 @@ def test_cli_does_not_leave_dspy_settings_changed(capsys):
     before = dspy.settings.lm
     run(capsys, "values", "list")
     assert dspy.settings.lm is before
+
+
+def test_worker_explains_runs_started_from_python_and_unknown_runs(capsys, tmp_path):
+    from picaco_dspy.run_store import RunStore
+
+    store = RunStore(f"sqlite:///{tmp_path / 'runs.db'}")
+    store.open_run("from-python", "fingerprint")
+    store.close()
+    code, _, err = run(capsys, "worker", "--storage", str(tmp_path / "runs.db"), "--run", "from-python")
+    assert code == 2 and "started from Python" in err and "same script" in err
+    code, _, err = run(capsys, "worker", "--storage", str(tmp_path / "runs.db"), "--run", "missing")
+    assert code == 2 and "No run named 'missing'" in err and "picaco runs" in err
