@@ -157,6 +157,7 @@ def _picaco(context: MethodContext, metric: TotalCorrelationBound, proposer: dsp
         seed=context.seed,
         progress=context.progress,
         max_lm_calls=context.max_lm_calls,
+        storage=None,  # a comparison pays for its own run, like every other method (no replay of a stored run)
         **settings,
     )
     return optimizer.compile(context.student, trainset=context.trainset, valset=context.valset)
