@@ -54,6 +54,8 @@ class PICACO(Teleprompter):
         prompt_model: Proposer LM; None uses the LM configured when ``compile`` runs.
         proposer: A custom proposer with :class:`InstructionProposer`'s call signature, e.g. :class:`TemplateProposer`
             for offline runs without a capable LM; None builds an :class:`InstructionProposer` on ``prompt_model``.
+            PICACO asks for one candidate per call (``num_candidates=1``, ``rollout_base`` advancing), so that each
+            paid proposal is stored on its own and proposals run in parallel.
         auto: ``"light"``, ``"medium"`` or ``"heavy"``: an Optuna-steered schedule of that size; None: the fixed
             paper schedule.
         num_iterations: ``T`` (with ``auto``: the most iterations). Default 10.
