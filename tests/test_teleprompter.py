@@ -320,3 +320,29 @@ def test_budget_stops_cleanly_and_keeps_the_best_so_far(scripted_metric, scripte
 def test_a_budget_below_one_iteration_is_refused(scripted_metric, scripted_lm):
     with pytest.raises(ConfigurationError, match="does not pay for one iteration"):
         compile_program(Assistant(), scripted_metric, scripted_lm, max_lm_calls=30)
+
+
+def test_several_threads_give_the_same_run_as_one(scripted_metric, tmp_path):
+    """Samples are seeded per request (rollout id), pools are ordered by content, and the meter and stores are
+    locked: the order in which threads finish cannot change the outcome."""
+    outcomes = []
+    for threads in (1, 6):
+        dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=True,
+                             disk_cache_dir=str(tmp_path / f"cache{threads}"))
+        dspy.cache.reset_memory_cache()
+        engine = ScriptedEngine()
+        lm = dspy.LM("scripted/world", engine=engine, temperature=1.0, max_tokens=512)
+        metric = TotalCorrelationBound(scripted_metric.values, judge=ValueJudge(lm=lm), reference=ScriptedReference(),
+                                       redundancy=RedundancyScorer(HashingEmbedder()))
+        result = compile_program(Assistant(), metric, lm, num_threads=threads, storage=None,
+                                 log_dir=tmp_path / f"log{threads}").picaco_result
+        pools = json.loads((tmp_path / f"log{threads}" / "pools.json").read_text())
+        outcomes.append((result, pools, dict(engine.calls)))
+    (one, pools_one, calls_one), (many, pools_many, calls_many) = outcomes
+    assert many.final_instruction == one.final_instruction
+    assert [r.J for r in many.iterations] == [r.J for r in one.iterations]
+    assert [[c.instruction for c in r.candidates] for r in many.iterations] == [
+        [c.instruction for c in r.candidates] for r in one.iterations
+    ]
+    assert pools_many == pools_one and many.selection.scores == one.selection.scores
+    assert calls_many == calls_one and many.usage == one.usage
