@@ -11,6 +11,7 @@ from picaco_dspy.errors import (
     JudgeError,
     PicacoError,
     ProgramError,
+    ProviderUnavailable,
     ValueSetError,
 )
 from picaco_dspy.evaluation import ProgramEvaluation, add_win_rate, evaluate_program
@@ -22,6 +23,8 @@ from picaco_dspy.proposer import InstructionProposer, TemplateProposer
 from picaco_dspy.redundancy import HashingEmbedder, LiteLLMEmbedder, RedundancyScorer, TransformersEmbedder
 from picaco_dspy.reference import LikelihoodRequest, ReferenceModel, ResponseLikelihood
 from picaco_dspy.result import PICACOResult
+from picaco_dspy.retries import RetryPolicy
+from picaco_dspy.schedule import Schedule, resolve_schedule
 from picaco_dspy.teleprompter import PICACO
 from picaco_dspy.usage import UsageMeter
 from picaco_dspy.values import Value, ValueSet
@@ -46,10 +49,13 @@ __all__ = [
     "PoolItem",
     "ProgramEvaluation",
     "ProgramError",
+    "ProviderUnavailable",
     "RedundancyScorer",
     "ReferenceModel",
     "ResponseLikelihood",
     "ResponseScore",
+    "RetryPolicy",
+    "Schedule",
     "TemplateProposer",
     "TotalCorrelationBound",
     "TransformersEmbedder",
@@ -62,4 +68,5 @@ __all__ = [
     "add_win_rate",
     "evaluate_program",
     "local_lm",
+    "resolve_schedule",
 ]

@@ -25,3 +25,7 @@ class ProgramError(PicacoError, ValueError):
 
 class ConfigurationError(PicacoError, ValueError):
     """An argument of the optimiser, metric or a model is invalid."""
+
+
+class ProviderUnavailable(PicacoError, RuntimeError):
+    """An LM provider kept failing with transient errors (timeouts, rate limits, 5xx) past the retry bound."""

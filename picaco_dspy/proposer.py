@@ -12,6 +12,7 @@ import dspy
 
 from picaco_dspy.pools import PooledResponse
 from picaco_dspy.program_edit import supports_request_seed
+from picaco_dspy.retries import is_transient
 from picaco_dspy.values import ValueSet
 
 logger = logging.getLogger(__name__)
@@ -105,6 +106,8 @@ class InstructionProposer(dspy.Module):
             try:
                 text = clean_proposal(self.propose_one(**kwargs).proposed_instruction, self.max_instruction_chars)
             except Exception as exc:  # one failed proposal must not end the run; it is reported
+                if is_transient(exc):  # a timeout or rate limit says nothing about the proposal: retried by the caller
+                    raise
                 failures.append(f"proposal {i}: {type(exc).__name__}: {exc}")
                 logger.warning("Proposal %d failed: %s: %s", i, type(exc).__name__, exc)
                 continue

@@ -87,7 +87,8 @@ class PICACOResult:
 
     ``usage`` is the run's ledger: what every stored result cost, all workers and resumes together;
     ``worker_usage`` is what this process itself paid. ``reused_results`` counts results read back from the storage
-    instead of being paid again, ``executed_jobs`` the ones this process ran.
+    instead of being paid again, ``executed_jobs`` the ones this process ran, ``retries`` the transient failures it
+    retried, per job kind.
     """
 
     values: dict[str, Any]
@@ -111,6 +112,7 @@ class PICACOResult:
     worker_usage: dict[str, dict[str, Any]] = field(default_factory=dict)
     reused_results: int = 0
     executed_jobs: int = 0
+    retries: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

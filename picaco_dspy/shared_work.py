@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
 import zlib
 from collections.abc import Callable, Mapping
@@ -22,7 +23,8 @@ import dspy
 from tqdm.auto import tqdm
 
 from picaco_dspy.batch import parallel_map
-from picaco_dspy.errors import PicacoError
+from picaco_dspy.errors import PicacoError, ProviderUnavailable
+from picaco_dspy.retries import RetryPolicy, describe, is_transient
 from picaco_dspy.run_store import RunStore, StoredResult
 from picaco_dspy.usage import UsageMeter
 
@@ -56,6 +58,8 @@ class WorkBoard:
         num_threads: Parallel jobs (None: DSPy's setting).
         progress: Show a progress bar per batch of jobs.
         poll_seconds: How often to look for results while other workers hold the remaining jobs.
+        retry_policy: How a job whose LM call failed transiently (timeout, 429, 5xx) is retried; a transient failure
+            is never stored, so a rerun tries the job again.
     """
 
     def __init__(
@@ -67,8 +71,12 @@ class WorkBoard:
         num_threads: int | None = None,
         progress: bool = True,
         poll_seconds: float = 0.5,
+        retry_policy: RetryPolicy | None = None,
     ) -> None:
         self.store = store
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.retries: dict[str, int] = {}
+        self._lock = threading.Lock()
         self.run_name = run
         self.meter = meter
         self.num_threads = num_threads
@@ -172,6 +180,36 @@ class WorkBoard:
         self, kind: str, key: str, payload: P, execute: Callable[..., Any], role: str | None, records_own_usage: bool
     ) -> None:
         job_meter = UsageMeter()
+        policy = self.retry_policy
+        for attempt in range(policy.max_retries + 1):
+            try:
+                value = self._attempt(payload, execute, role, records_own_usage, job_meter)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                value = exc
+            if not (isinstance(value, Exception) and is_transient(value)):
+                break
+            if attempt == policy.max_retries:
+                raise ProviderUnavailable(
+                    f"A {kind} call failed {attempt + 1} times with transient errors (last: {describe(value)}). "
+                    "Every result paid so far is stored: run the same command again to resume, or raise "
+                    "RetryPolicy.max_retries."
+                ) from value
+            wait = policy.delay(attempt + 1, value)
+            with self._lock:
+                self.retries[kind] = self.retries.get(kind, 0) + 1
+            logger.warning("%s call failed (%s); retry %d/%d in %.1f s", kind, describe(value), attempt + 1,
+                           policy.max_retries, wait)
+            time.sleep(wait)
+        usage = job_meter.role(role).to_dict() if role is not None else {}
+        failed = isinstance(value, Exception)
+        stored = {"error": f"{type(value).__name__}: {value}"} if failed else value
+        self.store.put(self.run_name, kind, key, stored, worker=self.worker, failed=failed, role=role, usage=usage)
+
+    def _attempt(
+        self, payload: P, execute: Callable[..., Any], role: str | None, records_own_usage: bool, job_meter: UsageMeter
+    ) -> Any:
         if records_own_usage:
             value = execute(payload, job_meter)
             if role is not None:  # not a DSPy call: the worker's meter does not see it by itself
@@ -182,10 +220,7 @@ class WorkBoard:
         else:
             with job_meter.track(role):  # forwards to the worker's meter installed around the batch
                 value = execute(payload)
-        usage = job_meter.role(role).to_dict() if role is not None else {}
-        failed = isinstance(value, Exception)
-        stored = {"error": f"{type(value).__name__}: {value}"} if failed else value
-        self.store.put(self.run_name, kind, key, stored, worker=self.worker, failed=failed, role=role, usage=usage)
+        return value
 
     def decide(self, kind: str, key: str, compute: Callable[[], Any]) -> Any:
         """A decision taken once per run (by whichever worker gets there first) and read back by every other."""

@@ -20,6 +20,7 @@ from picaco_dspy.pools import PooledResponse, PromptPool
 from picaco_dspy.program_edit import compose, own_instructions, target_predictors, with_meta_instruction
 from picaco_dspy.proposer import InstructionProposer
 from picaco_dspy.result import CandidateRecord, IterationRecord, PICACOResult, SelectionRecord, write_json
+from picaco_dspy.retries import RetryPolicy
 from picaco_dspy.run_store import DEFAULT_STORAGE, RunStore, redact_url, resolve_storage_url
 from picaco_dspy.schedule import PRESETS, Schedule, ScheduleSteering, StepSettings, resolve_schedule
 from picaco_dspy.shared_work import JobFailed, WorkBoard, job_key
@@ -90,6 +91,10 @@ class PICACO(Teleprompter):
             same run). A name already used with another configuration is an error.
         run_spec: JSON-ready description stored with the run (the CLI stores its arguments, for ``picaco worker``).
         claim_timeout: Seconds after which a silent worker's unfinished jobs are taken over by another.
+        retry_policy: Retries of calls that failed transiently (timeouts, 429 with ``Retry-After``, 5xx), with
+            exponential backoff (default :class:`RetryPolicy`: 4 retries from 1 s). Past the bound the run stops with
+            :class:`ProviderUnavailable`; what was paid stays stored, so the same command resumes. Other failures
+            (unparseable answers, 4xx) are recorded, counted and kept out of every score.
         log_dir: Where ``run.json`` and ``pools.json`` are written after every iteration, and ``program.json`` at
             the end.
         progress: Show progress bars.
@@ -129,6 +134,7 @@ class PICACO(Teleprompter):
         run_name: str | None = None,
         run_spec: dict[str, Any] | None = None,
         claim_timeout: float = 30.0,
+        retry_policy: RetryPolicy | None = None,
         log_dir: str | Path | None = None,
         progress: bool = True,
     ) -> None:
@@ -212,6 +218,9 @@ class PICACO(Teleprompter):
         self.run_name = run_name
         self.run_spec = run_spec
         self.claim_timeout = float(claim_timeout)
+        if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
+            raise ConfigurationError(f"retry_policy must be a RetryPolicy, got {type(retry_policy).__name__}.")
+        self.retry_policy = retry_policy or RetryPolicy()
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self.progress = progress
         self.schedule = resolve_schedule(
@@ -331,7 +340,7 @@ class _Run:
         try:
             resumed = self.store.open_run(run_name, fingerprint, opt.run_spec)
             self.board = WorkBoard(self.store, run_name, meter=self.meter, num_threads=opt.num_threads,
-                                   progress=opt.progress)
+                                   progress=opt.progress, retry_policy=opt.retry_policy)
         except BaseException:
             self.store.close()
             raise
@@ -772,6 +781,7 @@ class _Run:
         self.result.worker_usage = self.meter.snapshot()
         self.result.reused_results = self.board.reused
         self.result.executed_jobs = self.board.executed
+        self.result.retries = dict(self.board.retries)
         self.result.wall_seconds = self._elapsed()
         if self.opt.log_dir is None:
             return
