@@ -29,6 +29,10 @@ PROMPTS_FOR_VALUES = {
 DEFAULT_PROMPT_SETS = ("values-dilemmas",)
 
 
+MAX_PROMPT_CHARS = 20_000
+MAX_PROMPT_FILE_BYTES = 200_000_000
+
+
 class PromptFileError(ConfigurationError):
     """A prompt file is missing, empty, malformed or lacks a prompt column."""
 
@@ -80,7 +84,7 @@ def load_prompt_file(path: str | Path, column: str | None = None) -> list[str]:
         PromptFileError: the file is missing, not UTF-8, malformed, has no such column, or holds no prompts.
     """
     path = Path(path)
-    text = read_text_file(path, kind="Prompt file", error=PromptFileError)
+    text = read_text_file(path, kind="Prompt file", error=PromptFileError, max_bytes=MAX_PROMPT_FILE_BYTES)
     if not text.strip():
         raise PromptFileError(f"Prompt file {str(path)!r} is empty.")
     suffix = path.suffix.lower()
@@ -105,6 +109,11 @@ def load_prompt_file(path: str | Path, column: str | None = None) -> list[str]:
         value = row.get(chosen)
         if not isinstance(value, str) or not value.strip():
             raise PromptFileError(f"Prompt file {str(path)!r}, row {number}: {chosen!r} is empty or not text.")
+        if len(value) > MAX_PROMPT_CHARS:
+            raise PromptFileError(
+                f"Prompt file {str(path)!r}, row {number}: the prompt is {len(value):,} characters, over the limit of "
+                f"{MAX_PROMPT_CHARS:,} (it would not fit the judge's context next to a response); shorten or split it."
+            )
         prompts.append(value.strip())
     return prompts
 

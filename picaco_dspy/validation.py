@@ -16,12 +16,15 @@ def require_int(name: str, value: Any, low: int, high: int | None = None) -> int
     return value
 
 
-def read_text_file(path: str | Path, *, kind: str, error: type[Exception]) -> str:
-    """Read a UTF-8 text file (a leading BOM is dropped), raising ``error`` with a clear message when it is missing or
-    not UTF-8. ``kind`` names the file in messages (e.g. "Prompt file")."""
+def read_text_file(path: str | Path, *, kind: str, error: type[Exception], max_bytes: int | None = None) -> str:
+    """Read a UTF-8 text file (a leading BOM is dropped), raising ``error`` with a clear message when it is missing,
+    larger than ``max_bytes`` or not UTF-8. ``kind`` names the file in messages (e.g. "Prompt file")."""
     path = Path(path)
     if not path.is_file():
         raise error(f"{kind} {str(path)!r} does not exist.")
+    size = path.stat().st_size
+    if max_bytes is not None and size > max_bytes:
+        raise error(f"{kind} {str(path)!r} is too large ({size:,} bytes; the limit is {max_bytes:,}).")
     try:
         return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:

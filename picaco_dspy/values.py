@@ -47,6 +47,10 @@ class Value:
         object.__setattr__(self, "weight", float(self.weight))
 
 
+MAX_VALUES = 64
+MAX_VALUE_FILE_BYTES = 1_000_000
+
+
 @dataclass(frozen=True)
 class ValueSet:
     """A named composition of values (the paper's ``V = {v_1..v_K}``).
@@ -72,6 +76,11 @@ class ValueSet:
         if not values:
             raise ValueSetError(
                 f"Value set {self.name!r} is empty: list at least one value with a name and definition."
+            )
+        if len(values) > MAX_VALUES:
+            raise ValueSetError(
+                f"Value set {self.name!r} has too many values ({len(values)}; at most {MAX_VALUES}): every judgement "
+                "rates all of them, so split the composition."
             )
         for value in values:
             if not isinstance(value, Value):
@@ -128,7 +137,7 @@ class ValueSet:
     def from_file(cls, path: str | Path) -> ValueSet:
         """Load a value set from a YAML (``.yaml``/``.yml``) or JSON file. The file is parsed as data only."""
         path = Path(path)
-        text = read_text_file(path, kind="Value file", error=ValueSetError)
+        text = read_text_file(path, kind="Value file", error=ValueSetError, max_bytes=MAX_VALUE_FILE_BYTES)
         data = _parse_text(text, suffix=path.suffix.lower(), origin=str(path))
         return cls.from_dict(data, default_name=path.stem)
 
