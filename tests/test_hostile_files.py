@@ -6,6 +6,7 @@ file (no pickle, no YAML object tags).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pickle
 import string
@@ -43,14 +44,10 @@ def test_ratings_parser_returns_in_range_scores_for_every_value_or_refuses(text)
 @given(st.text(max_size=200))
 @settings(max_examples=300, deadline=None)
 def test_single_score_and_verdict_parsers_never_guess(text):
-    try:
+    with contextlib.suppress(JudgementParseError):
         assert 1 <= parse_single_score(text).score <= 5
-    except JudgementParseError:
-        pass
-    try:
+    with contextlib.suppress(JudgementParseError):
         assert parse_verdict(text) in (True, False)
-    except JudgementParseError:
-        pass
 
 
 @given(st.dictionaries(st.sampled_from(NAMES), st.integers(min_value=-3, max_value=9), min_size=4, max_size=4))
@@ -82,10 +79,8 @@ def test_any_json_value_file_loads_or_fails_with_a_value_set_error(tmp_path, dat
 def test_any_yaml_text_loads_or_fails_with_a_value_set_error(tmp_path, text):
     path = tmp_path / "values.yaml"
     path.write_text(text, encoding="utf-8")
-    try:
+    with contextlib.suppress(ValueSetError):
         ValueSet.from_file(path)
-    except ValueSetError:
-        pass
 
 
 @given(st.binary(max_size=200))
@@ -93,10 +88,8 @@ def test_any_yaml_text_loads_or_fails_with_a_value_set_error(tmp_path, text):
 def test_any_bytes_as_a_value_file_fail_cleanly(tmp_path, blob):
     path = tmp_path / "values.yaml"
     path.write_bytes(blob)
-    try:
+    with contextlib.suppress(ValueSetError):
         ValueSet.from_file(path)
-    except ValueSetError:
-        pass
 
 
 def test_a_huge_value_file_or_composition_is_refused_with_its_size(tmp_path):
@@ -138,10 +131,8 @@ def test_any_jsonl_prompt_file_loads_or_fails_with_a_prompt_file_error(tmp_path,
 def test_any_bytes_as_a_prompt_file_fail_cleanly(tmp_path, blob, suffix):
     path = tmp_path / f"prompts{suffix}"
     path.write_bytes(blob)
-    try:
+    with contextlib.suppress(PromptFileError):
         load_prompt_file(path)
-    except PromptFileError:
-        pass
 
 
 # ---------------------------------------------------------------------------------------------- safe loading
