@@ -453,8 +453,7 @@ def _compile_and_report(args: argparse.Namespace, train: list[str], val: list[st
     trainset, valset = to_examples(train, input_field), to_examples(val, input_field)
     out = Path(args.out)
     with dspy.context(lm=target, adapter=adapter):
-        preflight(program, trainset[0], metric)
-        optimizer = PICACO(
+        optimizer = PICACO(  # built first: bad arguments are named before any model runs
             metric=metric,
             auto=args.auto,
             num_iterations=args.iterations,
@@ -475,6 +474,7 @@ def _compile_and_report(args: argparse.Namespace, train: list[str], val: list[st
             progress=not args.no_progress,
             **proposer_kwargs,
         )
+        preflight(program, trainset[0], metric)
         aligned = optimizer.compile(program, trainset=trainset, valset=valset)
     result = aligned.picaco_result
     table = result.conformity_table()
@@ -710,8 +710,10 @@ def _litellm_lm(model: str, api_base: str | None, **kwargs: Any):
 def preflight(program: Any, example: Any, metric: Any) -> None:
     """Run the program and the judge once, so unreachable models and format problems fail fast with their message."""
     from picaco_dspy.bound import prompt_text, response_text
+    from picaco_dspy.program_edit import require_text_output, target_predictors
 
-    try:
+    try:  # a program PICACO cannot align is named before any model runs
+        require_text_output(program, target_predictors(program, None)[-1])
         response = response_text(program(**example.inputs()), metric.response_field)
     except (PicacoError, ConfigurationError) as exc:
         raise CliError(f"the program cannot run: {exc}") from exc

@@ -108,3 +108,19 @@ def supports_request_seed(lm: dspy.BaseLM) -> bool:
         return "seed" in (litellm.get_supported_openai_params(model=model, custom_llm_provider=provider) or [])
     except Exception:  # unknown provider: do not send what it may reject
         return False
+
+
+def require_text_output(program: dspy.Module, predictor_name: str) -> None:
+    """Check that the predictor writing the answer has a text (``str``) output field.
+
+    Raises:
+        ProgramError: every output field of that predictor is typed otherwise (int, bool, lists, ...).
+    """
+    predictor = dict(program.named_predictors())[predictor_name]
+    fields = predictor.signature.output_fields
+    if not any(getattr(f, "annotation", str) in (str, None) for f in fields.values()):
+        typed = {name: getattr(f.annotation, "__name__", str(f.annotation)) for name, f in fields.items()}
+        raise ProgramError(
+            f"Predictor {predictor_name!r} has no text output field (outputs: {typed}): PICACO judges a written "
+            "response, so the answer-writing predictor needs a `str` output (e.g. 'query -> response')."
+        )

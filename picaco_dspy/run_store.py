@@ -118,11 +118,33 @@ def resolve_storage_url(storage: str | None) -> str | None:
     if storage == DEFAULT_STORAGE:
         return default_storage_url()
     if "://" in storage:
+        check_storage_url(storage)
         return storage
     path = Path(storage).expanduser()
     if path.parent and not path.parent.exists():
         raise ConfigurationError(f"storage {storage!r}: the folder {path.parent} does not exist; create it first.")
     return f"sqlite:///{path.resolve()}"
+
+
+def check_storage_url(url: str) -> None:
+    """Check that ``url`` parses and its dialect and driver are installed, without connecting.
+
+    Raises:
+        ConfigurationError: naming the problem and the fix.
+    """
+    try:
+        dialect = sa.engine.make_url(url).get_dialect()
+        dialect.import_dbapi()
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+        raise ConfigurationError(
+            f"storage URL {redact_url(url)} is not usable: {exc}. Write it as dialect+driver://user@host/database, "
+            "e.g. postgresql+psycopg://... or sqlite:///runs.db."
+        ) from exc
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"storage URL {redact_url(url)} needs the database driver {getattr(exc, 'name', None) or exc}: "
+            "pip install 'picaco-dspy[postgres]' (psycopg) or the driver your URL names."
+        ) from exc
 
 
 class RunStore:

@@ -17,7 +17,13 @@ from picaco_dspy.bound import ResponseScore, TotalCorrelationBound, prompt_text
 from picaco_dspy.budget import BUDGET_ROLES, Budget
 from picaco_dspy.errors import ConfigurationError, PicacoError
 from picaco_dspy.pools import PooledResponse, PromptPool
-from picaco_dspy.program_edit import compose, own_instructions, target_predictors, with_meta_instruction
+from picaco_dspy.program_edit import (
+    compose,
+    own_instructions,
+    require_text_output,
+    target_predictors,
+    with_meta_instruction,
+)
 from picaco_dspy.proposer import InstructionProposer
 from picaco_dspy.result import CandidateRecord, IterationRecord, PICACOResult, SelectionRecord, write_json
 from picaco_dspy.retries import RetryPolicy
@@ -214,6 +220,7 @@ class PICACO(Teleprompter):
         self.max_tokens = max_tokens
         self.max_cost_usd = max_cost_usd
         self.seed = seed
+        resolve_storage_url(storage)  # a malformed URL or a missing driver is named now, not after the first calls
         self.storage = storage
         self.run_name = run_name
         self.run_spec = run_spec
@@ -290,6 +297,7 @@ class _Run:
         self.targets = target_predictors(student, opt.predictor_names)
         self.own = own_instructions(student, self.targets)
         self.answer_predictor = self.targets[-1]
+        require_text_output(student, self.answer_predictor)
         self.meter = UsageMeter()
         self.started = time.monotonic()
         self.pools = [PromptPool(prompt_text(ex, opt.metric.prompt_field), dict(ex.inputs())) for ex in trainset]

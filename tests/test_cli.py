@@ -271,3 +271,38 @@ def test_worker_explains_runs_started_from_python_and_unknown_runs(capsys, tmp_p
     assert code == 2 and "started from Python" in err and "same script" in err
     code, _, err = run(capsys, "worker", "--storage", str(tmp_path / "runs.db"), "--run", "missing")
     assert code == 2 and "No run named 'missing'" in err and "picaco runs" in err
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("import dspy\nclass Empty(dspy.Module):\n    def forward(self, query):\n        return query\n",
+         "no predictors"),
+        ("import dspy\nclass NoText(dspy.Module):\n    def __init__(self):\n        super().__init__()\n"
+         "        self.p = dspy.Predict('query -> score: int')\n    def forward(self, query):\n"
+         "        return self.p(query=query)\n", "text output"),
+    ],
+)
+def test_programs_that_cannot_be_aligned_are_named(capsys, tmp_path, source, message):
+    program = tmp_path / "prog.py"
+    program.write_text(source)
+    code, _, err = run(capsys, "compile", "--program", str(program), "--values", "liberalism-4", "--prompts",
+                       "everyday-help", "--limit", "3", "--proposer", "template", "--out", str(tmp_path / "o"))
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--target", "gpt4"], "not a litellm model string"),
+        (["--judge", "claude"], "not a litellm model string"),
+        (["--budget-tokens", "0"], "max_tokens must be an integer >= 1"),
+        (["--budget-usd", "-2"], "max_cost_usd must be"),
+        (["--auto", "light", "--iterations", "0"], "num_iterations must be an integer >= 1"),
+        (["--storage", "nosuchdb://x/y"], "dialect+driver"),
+    ],
+)
+def test_bad_models_budgets_and_storage_exit_2(capsys, tmp_path, extra, message):
+    code, _, err = run(capsys, "compile", "--values", "liberalism-4", "--prompts", "everyday-help", "--limit", "3",
+                       "--proposer", "template", *extra, "--out", str(tmp_path / "o"))
+    assert code == 2 and message in err and err.count("\n") == 1
