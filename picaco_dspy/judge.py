@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -102,12 +104,34 @@ class Judgement:
         }
 
 
-def fence_response(text: str, max_chars: int) -> str:
+_INVISIBLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f\u202a-\u202e"
+                        "\u2060-\u206f\ufe00-\ufe0f\ufeff]")
+_CHARACTER_RUN = re.compile(r"(.)\1{15,}", re.DOTALL)
+_BLANK_LINES = re.compile(r"\n[ \t]*(?:\n[ \t]*){2,}")
+_SPACE_RUN = re.compile(r"[ \t\u00a0]{4,}")
+
+
+def canonicalise_response(text: str) -> str:
+    """The text a judge should see: Unicode compatibility forms folded (NFKC: full-width and styled letters become
+    plain ones), invisible and direction-control characters removed, and padding (runs of one character, blank
+    lines, spaces) collapsed, so that hidden or padded instructions cannot slip past the fence or push content out
+    of the judged window."""
+    text = unicodedata.normalize("NFKC", text)
+    text = _INVISIBLE.sub("", text)
+    text = _CHARACTER_RUN.sub(lambda m: m.group(1) * 3 + "[...]", text)
+    text = _BLANK_LINES.sub("\n\n", text)
+    return _SPACE_RUN.sub("   ", text)
+
+
+def fence_response(text: str, max_chars: int, *, canonicalise: bool = True) -> str:
     """Wrap a response as data between fences whose ID the response cannot know in advance.
 
-    The ID is derived from a hash of the content, so a response cannot close the fence early; DSPy field markers
-    inside it are defused, and text beyond ``max_chars`` is cut (the judge is told so).
+    The text is canonicalised first (:func:`canonicalise_response`). The ID is derived from a hash of the content, so
+    a response cannot close the fence early; DSPy field markers inside it are defused, and text beyond ``max_chars``
+    is cut (the judge is told so).
     """
+    if canonicalise:
+        text = canonicalise_response(text)
     nonce = hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:12]
     body = text.replace("[[", "[ [").replace("]]", "] ]")
     if len(body) > max_chars:
@@ -129,6 +153,8 @@ class ValueJudge(dspy.Module):
             :class:`~picaco_dspy.errors.JudgeError` is raised, never a default score.
         max_response_chars: Longer responses are cut before judging.
         adapter: DSPy adapter for the judge calls (None keeps the configured one).
+        hardened: Judge the response canonicalised, length-limited and fenced as untrusted data (the default).
+            ``False`` pastes it in as is: only for measuring what the defence is worth (benchmarks/judge_manipulation).
 
     Examples:
         >>> judge = ValueJudge(lm=dspy.LM("openai/gpt-4o-mini"))
@@ -145,6 +171,7 @@ class ValueJudge(dspy.Module):
         max_retries: int = 2,
         max_response_chars: int = 6000,
         adapter: Any = None,
+        hardened: bool = True,
     ) -> None:
         super().__init__()
         if mode not in ("joint", "per_value"):
@@ -164,6 +191,7 @@ class ValueJudge(dspy.Module):
         self.max_retries = max_retries
         self.max_response_chars = max_response_chars
         self.adapter = adapter
+        self.hardened = bool(hardened)
         self.rate_all = dspy.Predict(RateAllValues)
         self.rate_one = dspy.Predict(RateOneValue)
         self.ask_present = dspy.Predict(AskValuePresent)
@@ -184,7 +212,7 @@ class ValueJudge(dspy.Module):
         """
         if not isinstance(response, str):
             raise JudgeError(f"the response to judge must be text, got {type(response).__name__}")
-        fenced = fence_response(response, self.max_response_chars)
+        fenced = fence_response(response, self.max_response_chars) if self.hardened else response
         if self.mode == "joint":
             return self._judge_joint(str(prompt), fenced, values)
         results = [self._judge_one(str(prompt), fenced, value) for value in values]
