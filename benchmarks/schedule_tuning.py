@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,12 +36,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--values", default="liberalism-4")
     parser.add_argument("--auto", default="medium", choices=("light", "medium", "heavy"))
-    parser.add_argument("--train", type=int, default=4, help="optimisation prompts (built-in set)")
-    parser.add_argument("--test", type=int, default=6, help="held-out prompts for the final evaluation")
+    parser.add_argument("--train", type=int, default=3, help="optimisation prompts (built-in set)")
+    parser.add_argument("--test", type=int, default=4, help="held-out prompts for the final evaluation")
     parser.add_argument("--target", default="local")
     parser.add_argument("--judge", default="local")
     parser.add_argument("--proposer", default="template")
-    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/schedule"))
@@ -60,6 +61,10 @@ def main() -> None:
     runs = {}
     with dspy.context(lm=target, adapter=adapter):
         for label, auto in (("fixed (paper: T=10, M1=10, M2=15)", None), (f"Optuna auto={args.auto}", args.auto)):
+            # each run pays for its own calls: same seed means same rollout ids, which a shared cache would serve
+            dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=True,
+                                 disk_cache_dir=tempfile.mkdtemp(prefix="picaco-schedule-cache-"))
+            dspy.cache.reset_memory_cache()
             started = time.monotonic()
             optimizer = PICACO(
                 metric=metric, auto=auto, seed=args.seed, num_threads=args.threads, storage=storage,
