@@ -345,20 +345,22 @@ class _Run:
         url = resolve_storage_url(opt.storage)
         self.store = RunStore(url, heartbeat_seconds=min(5.0, opt.claim_timeout / 4),
                               stale_after_seconds=opt.claim_timeout)
+        self.board: WorkBoard | None = None
         try:
             resumed = self.store.open_run(run_name, fingerprint, opt.run_spec)
             self.board = WorkBoard(self.store, run_name, meter=self.meter, num_threads=opt.num_threads,
                                    progress=opt.progress, retry_policy=opt.retry_policy)
+            self.steering = (
+                ScheduleSteering(self.schedule, storage=url, study_name=run_name, seed=opt.seed,
+                                 n_prompts=len(self.pools))
+                if self.schedule.steered
+                else None
+            )
         except BaseException:
-            self.store.close()
+            self.close()
             raise
         if resumed:
             logger.info("PICACO: joining run %r in %s (stored results are reused)", run_name, _describe(url))
-        self.steering = (
-            ScheduleSteering(self.schedule, storage=url, study_name=run_name, seed=opt.seed, n_prompts=len(self.pools))
-            if self.schedule.steered
-            else None
-        )
         self.result = PICACOResult(
             values=self.values.to_dict(),
             predictor_names=self.targets,
@@ -370,8 +372,10 @@ class _Run:
         )
 
     def close(self) -> None:
+        """Leave the run (release unfinished claims, stop the heartbeat) and close the storage."""
         try:
-            self.board.close()
+            if self.board is not None:
+                self.board.close()
         finally:
             self.store.close()
 
