@@ -411,14 +411,6 @@ class RunStore:
         with self.engine.begin() as conn:
             conn.execute(_workers.delete().where(_workers.c.run == run, _workers.c.worker == worker))
 
-    def live_workers(self, run: str) -> list[str]:
-        cutoff = time.time() - self.stale_after_seconds
-        with self.engine.begin() as conn:
-            rows = conn.execute(
-                sa.select(_workers.c.worker).where(_workers.c.run == run, _workers.c.last_seen >= cutoff)
-            ).all()
-        return [r.worker for r in rows]
-
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat_seconds):
             with self._beat_lock:

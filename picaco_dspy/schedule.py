@@ -18,13 +18,10 @@ completed steps only.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from picaco_dspy.errors import ConfigurationError
-
-logger = logging.getLogger(__name__)
 
 PRESETS = ("light", "medium", "heavy")
 

@@ -17,7 +17,7 @@ import time
 import zlib
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import dspy
 from tqdm.auto import tqdm
@@ -37,7 +37,9 @@ class JobFailed(PicacoError):
     """A job's LM call failed; the failure is stored (so no worker pays for it again) and kept out of every score."""
 
 
-class _Raised(Generic[P]):
+class _Raised:
+    """An exception a job raised, carried out of the executor (which would otherwise log and drop it)."""
+
     def __init__(self, error: BaseException) -> None:
         self.error = error
 

@@ -108,20 +108,6 @@ class UsageMeter:
         with self._lock:
             return {role: usage.to_dict() for role, usage in self._usage.items()}
 
-    def restore(self, snapshot: Mapping[str, Mapping[str, int]]) -> None:
-        """Load counters written by :meth:`snapshot` (used when a run resumes)."""
-        with self._lock:
-            for role, data in snapshot.items():
-                if role in self._usage:
-                    self._usage[role] = RoleUsage(
-                        int(data.get("calls", 0)),
-                        int(data.get("input_tokens", 0)),
-                        int(data.get("output_tokens", 0)),
-                        int(data.get("failed_calls", 0)),
-                        float(data.get("cost_usd", 0.0)),
-                        int(data.get("unpriced_calls", 0)),
-                    )
-
 
 class _RoleTracker:
     """DSPy usage-tracker facade that forwards to one role of a :class:`UsageMeter`.
