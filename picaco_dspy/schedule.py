@@ -194,17 +194,8 @@ def resolve_schedule(auto: str | None, overrides: dict[str, Any]) -> Schedule:
     if auto not in _PRESETS:
         raise ConfigurationError(f"auto must be one of {PRESETS} or None (the paper's fixed schedule), got {auto!r}.")
     schedule = _PRESETS[auto]
-    ranged = {
-        "num_candidates": "num_candidates",
-        "aligned_pool_size": "aligned_pool_size",
-        "samples_per_prompt": "samples_per_prompt",
-        "proposal_temperature": "proposal_temperature",
-        "minibatch_size": "minibatch_size",
-    }
-    changes: dict[str, Any] = {}
-    for arg, attr in ranged.items():
-        if arg in given:
-            changes[attr] = Range(given[arg], given[arg])
+    ranged = ("num_candidates", "aligned_pool_size", "samples_per_prompt", "proposal_temperature", "minibatch_size")
+    changes: dict[str, Any] = {name: Range(given[name], given[name]) for name in ranged if name in given}
     if "num_iterations" in given:
         changes["max_iterations"] = given["num_iterations"]
     for arg in ("noisy_pool_size", "patience", "min_improvement"):
@@ -251,11 +242,8 @@ class ScheduleSteering:
                 return trial.suggest_int(name, int(r.low), int(r.high))
             return round(trial.suggest_float(name, float(r.low), float(r.high)), 3)
 
-        if s.minibatch_size is None:
-            minibatch = self.n_prompts
-        else:
-            low, high = min(int(s.minibatch_size.low), self.n_prompts), min(int(s.minibatch_size.high), self.n_prompts)
-            minibatch = int(pick("minibatch_size", Range(low, high), True))
+        minibatch_range = self._minibatch_range()
+        minibatch = self.n_prompts if minibatch_range is None else int(pick("minibatch_size", minibatch_range, True))
         return StepSettings(
             samples_per_prompt=int(pick("samples_per_prompt", s.samples_per_prompt, True)),
             num_candidates=int(pick("num_candidates", s.num_candidates, True)),
@@ -324,12 +312,18 @@ class ScheduleSteering:
             distributions[name] = (
                 dist.IntDistribution(int(r.low), int(r.high)) if integer else dist.FloatDistribution(r.low, r.high)
             )
-        if s.minibatch_size is not None:
-            low, high = min(int(s.minibatch_size.low), self.n_prompts), min(int(s.minibatch_size.high), self.n_prompts)
-            if low != high:
-                params["minibatch_size"] = settings.minibatch_size
-                distributions["minibatch_size"] = dist.IntDistribution(low, high)
+        minibatch_range = self._minibatch_range()
+        if minibatch_range is not None and not minibatch_range.fixed:
+            params["minibatch_size"] = settings.minibatch_size
+            distributions["minibatch_size"] = dist.IntDistribution(int(minibatch_range.low), int(minibatch_range.high))
         return params, distributions
+
+    def _minibatch_range(self) -> Range | None:
+        """The schedule's minibatch range, bounded by the number of prompts (None: all prompts at once)."""
+        r = self.schedule.minibatch_size
+        if r is None:
+            return None
+        return Range(min(int(r.low), self.n_prompts), min(int(r.high), self.n_prompts))
 
 
 def _open_study(optuna: Any, storage: str | None, name: str, attempts: int = 5) -> Any:
