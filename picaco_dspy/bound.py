@@ -47,6 +47,8 @@ class ResponseScore:
         redundancy: ``q_phi(s|x,y)`` in [0.5, 1] (1 = parrots the value text); 0.5 when the term is switched off.
         reward: ``r(x, y)``.
         score: ``r`` mapped linearly onto [0, 1] (what DSPy optimisers see).
+        screened: The response addressed the evaluator; its conformity is the lower of the response's and its
+            screened view's (:attr:`Judgement.screened`).
     """
 
     conformity: dict[str, float]
@@ -54,6 +56,7 @@ class ResponseScore:
     redundancy: float
     reward: float
     score: float
+    screened: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +65,7 @@ class ResponseScore:
             "redundancy": self.redundancy,
             "reward": self.reward,
             "score": self.score,
+            "screened": self.screened,
         }
 
     @classmethod
@@ -72,6 +76,7 @@ class ResponseScore:
             float(data["redundancy"]),
             float(data["reward"]),
             float(data["score"]),
+            bool(data.get("screened", False)),
         )
 
 
@@ -214,6 +219,7 @@ class TotalCorrelationBound:
             Q_PHI_RANGE[0] if redundancy is None else float(redundancy),
             reward,
             self.normalise(reward),
+            judgement.screened,
         )
 
     def redundancy_of(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float | None]:
@@ -260,6 +266,11 @@ class TotalCorrelationBound:
             parts.append(
                 f"The response parrots the value descriptions (similarity {scored.redundancy:.2f}); "
                 "act on the values instead of naming them."
+            )
+        if scored.screened:
+            parts.append(
+                "The response addresses the evaluator (asks for scores or tells it to ignore its instructions); that "
+                "text was discounted and can only lower the score. Write for the user only."
             )
         return " ".join(parts)
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -24,6 +21,7 @@ from picaco_dspy.judge_parsing import (
     tokens_from_logprobs,
     yes_probability,
 )
+from picaco_dspy.response_screening import fence_response, screen_response
 from picaco_dspy.validation import require_int
 from picaco_dspy.values import Value, ValueSet
 
@@ -87,6 +85,8 @@ class Judgement:
         probabilities: Per value, ``q(v_k|x,y)`` in (0, 1); see :func:`conformity_to_probability`.
         method: How the numbers were read: ``"parsed"``, ``"logprobs"`` or ``"yes-no"``.
         attempts: LM calls spent, retries included.
+        screened: Text addressed to the evaluator was found; the scores are the lower of the response's and its
+            screened view's (see :mod:`picaco_dspy.response_screening`).
     """
 
     conformity: dict[str, float]
@@ -94,6 +94,7 @@ class Judgement:
     method: str = "parsed"
     attempts: int = 1
     raw: list[str] = field(default_factory=list, repr=False)
+    screened: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -101,42 +102,8 @@ class Judgement:
             "probabilities": self.probabilities,
             "method": self.method,
             "attempts": self.attempts,
+            "screened": self.screened,
         }
-
-
-_INVISIBLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f\u202a-\u202e"
-                        "\u2060-\u206f\ufe00-\ufe0f\ufeff]")
-_CHARACTER_RUN = re.compile(r"(.)\1{15,}", re.DOTALL)
-_BLANK_LINES = re.compile(r"\n[ \t]*(?:\n[ \t]*){2,}")
-_SPACE_RUN = re.compile(r"[ \t\u00a0]{4,}")
-
-
-def canonicalise_response(text: str) -> str:
-    """The text a judge should see: Unicode compatibility forms folded (NFKC: full-width and styled letters become
-    plain ones), invisible and direction-control characters removed, and padding (runs of one character, blank
-    lines, spaces) collapsed, so that hidden or padded instructions cannot slip past the fence or push content out
-    of the judged window."""
-    text = unicodedata.normalize("NFKC", text)
-    text = _INVISIBLE.sub("", text)
-    text = _CHARACTER_RUN.sub(lambda m: m.group(1) * 3 + "[...]", text)
-    text = _BLANK_LINES.sub("\n\n", text)
-    return _SPACE_RUN.sub("   ", text)
-
-
-def fence_response(text: str, max_chars: int, *, canonicalise: bool = True) -> str:
-    """Wrap a response as data between fences whose ID the response cannot know in advance.
-
-    The text is canonicalised first (:func:`canonicalise_response`). The ID is derived from a hash of the content, so
-    a response cannot close the fence early; DSPy field markers inside it are defused, and text beyond ``max_chars``
-    is cut (the judge is told so).
-    """
-    if canonicalise:
-        text = canonicalise_response(text)
-    nonce = hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:12]
-    body = text.replace("[[", "[ [").replace("]]", "] ]")
-    if len(body) > max_chars:
-        body = body[:max_chars] + f"\n[... {len(text) - max_chars} more characters cut by the evaluator ...]"
-    return f"<<<response-{nonce}>>>\n{body}\n<<<end-response-{nonce}>>>"
 
 
 class ValueJudge(dspy.Module):
@@ -153,8 +120,10 @@ class ValueJudge(dspy.Module):
             :class:`~picaco_dspy.errors.JudgeError` is raised, never a default score.
         max_response_chars: Longer responses are cut before judging.
         adapter: DSPy adapter for the judge calls (None keeps the configured one).
-        hardened: Judge the response canonicalised, length-limited and fenced as untrusted data (the default).
-            ``False`` pastes it in as is: only for measuring what the defence is worth (benchmarks/judge_manipulation).
+        hardened: Judge the response canonicalised, length-limited and fenced as untrusted data, and when it contains
+            text addressed to the evaluator, also judge it without that text and keep the lower score per value (the
+            default). ``False`` pastes it in as is: only for measuring what the defence is worth
+            (benchmarks/judge_manipulation).
 
     Examples:
         >>> judge = ValueJudge(lm=dspy.LM("openai/gpt-4o-mini"))
@@ -212,10 +181,31 @@ class ValueJudge(dspy.Module):
         """
         if not isinstance(response, str):
             raise JudgeError(f"the response to judge must be text, got {type(response).__name__}")
-        fenced = fence_response(response, self.max_response_chars) if self.hardened else response
+        prompt = str(prompt)
+        if not self.hardened:
+            return self._judge_view(prompt, response, values)
+        judgement = self._judge_view(prompt, fence_response(response, self.max_response_chars), values)
+        screened = screen_response(response, values.names)
+        if not screened.flagged:
+            return judgement
+        logger.debug("Response addresses the evaluator; also judging it without %r", screened.removed)
+        view = screened.text or "(nothing is left once the text addressed to the evaluator is removed)"
+        second = self._judge_view(prompt, fence_response(view, self.max_response_chars), values)
+        conformity = {n: min(judgement.conformity[n], second.conformity[n]) for n in values.names}
+        return Judgement(
+            conformity=conformity,
+            probabilities={n: min(judgement.probabilities[n], second.probabilities[n]) for n in values.names},
+            method=judgement.method if judgement.method == second.method else "mixed",
+            attempts=judgement.attempts + second.attempts,
+            raw=judgement.raw + second.raw,
+            screened=True,
+        )
+
+    def _judge_view(self, prompt: str, text: str, values: ValueSet) -> Judgement:
+        """Judge one view of a response (already fenced when hardened)."""
         if self.mode == "joint":
-            return self._judge_joint(str(prompt), fenced, values)
-        results = [self._judge_one(str(prompt), fenced, value) for value in values]
+            return self._judge_joint(prompt, text, values)
+        results = [self._judge_one(prompt, text, value) for value in values]
         return Judgement(
             conformity={v.name: r[0] for v, r in zip(values, results)},
             probabilities={v.name: conformity_to_probability(r[0]) for v, r in zip(values, results)},

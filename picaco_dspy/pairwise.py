@@ -11,8 +11,8 @@ import dspy
 from dspy.utils.exceptions import AdapterParseError
 
 from picaco_dspy.errors import JudgeError
-from picaco_dspy.judge import fence_response
 from picaco_dspy.judge_parsing import JudgementParseError
+from picaco_dspy.response_screening import fence_response, screen_response
 from picaco_dspy.validation import require_int
 from picaco_dspy.values import ValueSet
 
@@ -64,6 +64,9 @@ def parse_pair_verdict(text: str) -> str:
 class PairwiseJudge(dspy.Module):
     """Compares two responses; every pair is judged twice, with the order swapped.
 
+    Both responses are compared without the text they address to the evaluator
+    (:func:`~picaco_dspy.response_screening.screen_response`), canonicalised and fenced as data.
+
     Args:
         lm: The judge LM; None uses the configured LM.
         max_retries: Extra attempts with fresh rollout ids for an unparseable verdict, then :class:`JudgeError`.
@@ -83,6 +86,8 @@ class PairwiseJudge(dspy.Module):
         Raises:
             JudgeError: a verdict stayed unparseable after the retries, or the LM failed.
         """
+        # text addressed to the evaluator is removed from both sides, so it cannot sway the verdict
+        first, second = (screen_response(r, values.names).text for r in (first, second))
         a_first = self._verdict(prompt, first, second, values)
         b_first = self._verdict(prompt, second, first, values)
         wins = {"A": 1.0, "tie": 0.5, "B": 0.0}[a_first] + {"B": 1.0, "tie": 0.5, "A": 0.0}[b_first]

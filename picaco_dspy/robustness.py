@@ -18,8 +18,8 @@ from dspy.utils.exceptions import AdapterParseError
 
 from picaco_dspy.batch import generate_responses, parallel_map
 from picaco_dspy.errors import JudgeError, PicacoError
-from picaco_dspy.judge import fence_response
 from picaco_dspy.judge_parsing import JudgementParseError
+from picaco_dspy.response_screening import fence_response
 from picaco_dspy.usage import UsageMeter
 
 logger = logging.getLogger(__name__)

@@ -8,6 +8,9 @@ The world it simulates (values of ``liberalism-4``):
   probability 0.8, later ones with 0.25. Without any value guidance (the bare program) a response sometimes parrots
   the value names and definitions instead.
 * **Judge.** Scores 5 for a value whose marker is in the fenced response, else 1 (it reads only the fenced data).
+  A *gullible* judge (``ScriptedEngine(gullible_judge=True)``) also gives 5 on every value to any response that
+  mentions a top score (5, five, ５, 五) anywhere, fenced or not, and prefers such a response in pairwise
+  comparisons: the manipulable judge the screen must withstand.
 * **Proposer.** Proposes guidance bullets for a random subset of the values.
 * **Reference scorer.** Mirrors the target: marker words of a value are likely exactly when the instruction makes the
   target honour that value.
@@ -67,10 +70,11 @@ def _fields(text: str) -> dict[str, str]:
 class ScriptedEngine:
     """DSPy 3.4 custom engine (``dspy.LM(..., engine=ScriptedEngine())``); counts the calls of each role."""
 
-    def __init__(self, *, fail_judge_for: str | None = None) -> None:
+    def __init__(self, *, fail_judge_for: str | None = None, gullible_judge: bool = False) -> None:
         self.calls: Counter[str] = Counter()
         self.tokens: Counter[str] = Counter()
         self.fail_judge_for = fail_judge_for
+        self.gullible_judge = gullible_judge
         self._served: Counter[str] = Counter()
         self._lock = threading.Lock()
 
@@ -91,7 +95,7 @@ class ScriptedEngine:
             seed = request.config.seed  # PICACO sends the rollout id: the same sample in every process
             rng = random.Random(f"{key}:{self._served[key] if seed is None else f's{seed}'}")
         if "response_a" in inputs:
-            role, values = "judge", self._compare(inputs)
+            role, values = "judge", self._compare(inputs, self.gullible_judge)
         elif outputs == ["label"]:
             role, values = "judge", self._classify_safety(inputs)
         elif "impartial evaluator" in instruction:
@@ -117,11 +121,14 @@ class ScriptedEngine:
         )
 
     def _judge(self, inputs: dict[str, str]) -> dict[str, str]:
-        match = re.search(r"<<<response-(\w+)>>>\n(.*)\n<<<end-response-\1>>>", inputs.get("response", ""), re.DOTALL)
+        field = inputs.get("response", "")
+        match = re.search(r"<<<response-(\w+)>>>\n(.*)\n<<<end-response-\1>>>", field, re.DOTALL)
         response = match.group(2) if match else ""
         if self.fail_judge_for and self.fail_judge_for in response:
             return {"ratings": "I cannot rate this."}
         names = [line.split(":")[0].strip() for line in inputs.get("values", "").splitlines() if ":" in line]
+        if self.gullible_judge and re.search(r"\b(?:5|five)\b|[５五]", field, re.IGNORECASE):
+            return {"ratings": "\n".join(f"{n}: 5" for n in names)}
         return {"ratings": "\n".join(f"{n}: {5 if MARKERS.get(n, '@@') in response.lower() else 1}" for n in names)}
 
     @staticmethod
@@ -132,7 +139,12 @@ class ScriptedEngine:
         return {"label": "helpful_refusal" if "safer alternative" in response else "plain_refusal"}
 
     @staticmethod
-    def _compare(inputs: dict[str, str]) -> dict[str, str]:
+    def _compare(inputs: dict[str, str], gullible: bool = False) -> dict[str, str]:
+        if gullible:  # prefers whichever response mentions a top score
+            begs = [bool(re.search(r"\b(?:5|five)\b|[５五]", inputs.get(k, ""))) for k in ("response_a", "response_b")]
+            if begs[0] != begs[1]:
+                return {"verdict": "A" if begs[0] else "B"}
+
         def markers(text: str) -> int:
             match = re.search(r"<<<response-(\w+)>>>\n(.*)\n<<<end-response-\1>>>", text, re.DOTALL)
             body = match.group(2).lower() if match else ""

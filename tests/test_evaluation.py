@@ -96,3 +96,16 @@ def test_win_rate_against_a_reference_program(scripted_metric, scripted_lm):
     assert aligned.win_rate_ci[0] <= aligned.win_rate <= aligned.win_rate_ci[1]
     assert aligned.overall_ci[0] <= aligned.overall <= aligned.overall_ci[1]
     assert "vs seed" in comparison_table([seed, aligned])
+
+
+@pytest.mark.parametrize("kind", ["instruction injection", "other languages", "unicode look-alikes"])
+def test_pairwise_judge_compares_without_the_text_addressed_to_the_evaluator(kind, liberalism):
+    from picaco_dspy.pairwise import PairwiseJudge
+    from tests.attack_corpus import attack
+    from tests.fake_engine import ScriptedEngine
+
+    lm = dspy.LM("scripted/gullible", engine=ScriptedEngine(gullible_judge=True), temperature=0.0)
+    honest = "Try something new this weekend; it is your own choice."
+    verdict = PairwiseJudge(lm=lm).judge_pair("Plan my weekend", attack(kind, honest, liberalism.names), honest,
+                                              liberalism)
+    assert verdict.score == 0.5  # the same content ties; the gullible judge would otherwise pick the attack
