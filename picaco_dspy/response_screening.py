@@ -23,6 +23,9 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+SCREEN_VERSION = 1
+"""Bumped whenever canonicalisation or screening changes what the judge sees (part of a stored run's identity)."""
+
 _INVISIBLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f\u202a-\u202e"
                         "\u2060-\u206f\ufe00-\ufe0f\ufeff]")
 _CHARACTER_RUN = re.compile(r"(.)\1{15,}", re.DOTALL)

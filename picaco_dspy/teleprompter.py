@@ -25,6 +25,7 @@ from picaco_dspy.program_edit import (
     with_meta_instruction,
 )
 from picaco_dspy.proposer import InstructionProposer
+from picaco_dspy.response_screening import SCREEN_VERSION
 from picaco_dspy.result import CandidateRecord, IterationRecord, PICACOResult, SelectionRecord, write_json
 from picaco_dspy.retries import RetryPolicy
 from picaco_dspy.run_store import DEFAULT_STORAGE, RunStore, redact_url, resolve_storage_url
@@ -325,7 +326,11 @@ class _Run:
                 "weight_temperature": self.metric.weight_temperature,
                 "likelihood_weighting": self.metric.likelihood_weighting,
                 "redundancy": self.metric.redundancy is not None,
-                "judge": {"mode": self.metric.judge.mode, "scale": self.metric.judge.scale},
+                "judge": {
+                    "mode": self.metric.judge.mode,
+                    "scale": self.metric.judge.scale,
+                    "defence": SCREEN_VERSION if self.metric.judge.hardened else "off",
+                },
             },
         }
         fingerprint = job_key(
