@@ -14,6 +14,7 @@ from dspy.utils.parallelizer import ParallelExecutor
 
 from picaco_dspy.bound import ResponseScore, TotalCorrelationBound, response_text
 from picaco_dspy.errors import JudgeError, PicacoError
+from picaco_dspy.retries import describe
 from picaco_dspy.usage import UsageMeter
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ def run_program(program: dspy.Module, inputs: dict[str, Any], response_field: st
     try:
         return response_text(program(**inputs), response_field)
     except Exception as exc:
-        logger.warning("Program run failed on %r: %s: %s", _short(inputs), type(exc).__name__, exc)
+        logger.warning("Program run failed on %r: %s", _short(inputs), describe(exc, brief=True))
         return exc
 
 
@@ -74,7 +75,7 @@ def judge_response(
     try:
         judgement = metric.judge.judge(prompt, response, metric.values)
     except JudgeError as exc:
-        logger.warning("Judgement failed: %s", exc)
+        logger.warning("Judgement failed: %s", describe(exc, brief=True))
         return exc
     return metric.score_judged(judgement, redundancy)
 
@@ -104,3 +105,4 @@ def _track(meter: UsageMeter | None, role: str):
 def _short(inputs: dict[str, Any]) -> str:
     text = " ".join(str(v) for v in inputs.values())
     return text if len(text) <= 60 else text[:57] + "..."
+

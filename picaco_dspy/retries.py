@@ -107,10 +107,15 @@ def retry_after_seconds(error: BaseException) -> float | None:
     return None
 
 
-def describe(error: BaseException) -> str:
-    """``Type: message`` of the most specific error in the chain."""
+def describe(error: BaseException, *, brief: bool = False) -> str:
+    """``Type: message`` of the most specific error in the chain; ``brief`` keeps the message's first line only (at
+    most 200 characters), for one-line logs."""
     innermost = list(_chain(error))[-1]
-    return f"{type(innermost).__name__}: {innermost}"
+    message = str(innermost)
+    if brief:
+        first = next((line.strip() for line in message.splitlines() if line.strip()), "")
+        message = first if len(first) <= 200 else first[:197] + "..."
+    return f"{type(innermost).__name__}: {message}"
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:

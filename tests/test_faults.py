@@ -15,7 +15,7 @@ from picaco_dspy import (
     TotalCorrelationBound,
     ValueJudge,
 )
-from picaco_dspy.retries import is_transient, retry_after_seconds
+from picaco_dspy.retries import describe, is_transient, retry_after_seconds
 from tests.fake_engine import ScriptedEngine, ScriptedReference
 from tests.faults import FaultyEngine, MisbehavingServer, RateLimited, ServerError
 from tests.test_teleprompter import SETTINGS, Assistant, prompts
@@ -58,6 +58,15 @@ def test_transient_faults_are_classified_and_retry_after_is_honoured():
     assert not is_transient(ValueError("400 bad request")) and retry_after_seconds(ValueError()) is None
     assert RetryPolicy(jitter=False, base_delay=1, max_delay=5).delay(3) == 4
     assert RetryPolicy(max_delay=2).delay(1, RateLimited("30")) == 2  # a provider's wait is capped too
+
+
+def test_retry_logs_name_the_innermost_error_on_one_line():
+    wrapped = RuntimeError("LM call failed")
+    wrapped.__cause__ = ConnectionError("\n503 Service Unavailable\n\n  To fix:\n    - wait")
+    assert describe(wrapped) == "ConnectionError: \n503 Service Unavailable\n\n  To fix:\n    - wait"
+    assert describe(wrapped, brief=True) == "ConnectionError: 503 Service Unavailable"
+    long = describe(TimeoutError("x" * 500), brief=True)
+    assert long.endswith("x...") and len(long) == len("TimeoutError: ") + 200
 
 
 def test_a_run_through_transient_and_malformed_faults_ends_where_a_clean_run_ends(tmp_path, clean_run):
