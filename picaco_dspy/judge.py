@@ -184,13 +184,13 @@ class ValueJudge(dspy.Module):
         prompt = str(prompt)
         if not self.hardened:
             return self._judge_view(prompt, response, values)
-        judgement = self._judge_view(prompt, fence_response(response, self.max_response_chars), values)
-        screened = screen_response(response, values.names)
+        screened = screen_response(response, values.names)  # canonicalises once for both views
+        judgement = self._judge_view(prompt, self._fence(screened.canonical), values)
         if not screened.flagged:
             return judgement
         logger.debug("Response addresses the evaluator; also judging it without %r", screened.removed)
         view = screened.text or "(nothing is left once the text addressed to the evaluator is removed)"
-        second = self._judge_view(prompt, fence_response(view, self.max_response_chars), values)
+        second = self._judge_view(prompt, self._fence(view), values)
         conformity = {n: min(judgement.conformity[n], second.conformity[n]) for n in values.names}
         return Judgement(
             conformity=conformity,
@@ -200,6 +200,9 @@ class ValueJudge(dspy.Module):
             raw=judgement.raw + second.raw,
             screened=True,
         )
+
+    def _fence(self, canonical_text: str) -> str:
+        return fence_response(canonical_text, self.max_response_chars, canonicalise=False)
 
     def _judge_view(self, prompt: str, text: str, values: ValueSet) -> Judgement:
         """Judge one view of a response (already fenced when hardened)."""

@@ -123,10 +123,12 @@ class ScreenedResponse:
     Attributes:
         text: The screened text (canonicalised; may be empty when nothing else was left).
         removed: The removed sentences and lines, in order.
+        canonical: The whole response, canonicalised (what the judge sees when nothing is removed).
     """
 
     text: str
     removed: tuple[str, ...]
+    canonical: str
 
     @property
     def flagged(self) -> bool:
@@ -169,7 +171,7 @@ def screen_response(text: str, value_names: Sequence[str] = ()) -> ScreenedRespo
         elif any(s.strip() for s in kept):
             kept_lines.append(" ".join(s.strip() for s in kept if s.strip()))
     screened = _BLANK_LINES.sub("\n\n", "\n".join(kept_lines)).strip()
-    return ScreenedResponse(screened if removed else text, tuple(removed))
+    return ScreenedResponse(screened if removed else text, tuple(removed), text)
 
 
 def _score_line_pattern(value_names: Sequence[str]) -> re.Pattern[str] | None:
