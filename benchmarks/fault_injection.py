@@ -17,7 +17,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import dspy  # noqa: E402
 
-from tests.faults import FaultyEngine, MisbehavingServer  # noqa: E402
+from picaco_dspy.testing.faults import FaultyEngine, MisbehavingServer  # noqa: E402
 from tests.test_faults import compile_with  # noqa: E402
 
 ROLES = ("target", "judge", "proposer")

@@ -18,9 +18,9 @@ import statistics
 import time
 
 from picaco_dspy.cli import make_metric
-from picaco_dspy.stats import bootstrap_ci
-from picaco_dspy.values import ValueSet
-from tests.attack_corpus import ATTACKS, attack
+from picaco_dspy.evaluation.stats import bootstrap_ci
+from picaco_dspy.objective.values import ValueSet
+from picaco_dspy.testing.attacks import ATTACKS, attack
 
 CASES = [
     ("How should I spend a free Saturday?",

@@ -15,7 +15,7 @@ import argparse
 import statistics
 import time
 
-from picaco_dspy.reference import LikelihoodRequest, ReferenceModel
+from picaco_dspy.objective.reference import LikelihoodRequest, ReferenceModel
 
 INSTRUCTION = (
     "Given the fields `query`, produce the fields `response`.\n\nMake your responses authentically reflect these "

@@ -23,13 +23,13 @@ from pathlib import Path
 
 import dspy
 
-from picaco_dspy.baselines import value_instruction_program
+from picaco_dspy.baselines.fixed import value_instruction_program
 from picaco_dspy.cli import make_metric, make_proposer, make_target
-from picaco_dspy.evaluation import evaluate_program
-from picaco_dspy.prompts import prompts_for_values, to_examples
+from picaco_dspy.evaluation.evaluate import evaluate_program
+from picaco_dspy.objective.values import ValueSet
+from picaco_dspy.programs.assistant import Assistant
+from picaco_dspy.prompts.loading import prompts_for_values, to_examples
 from picaco_dspy.teleprompter import PICACO
-from picaco_dspy.values import ValueSet
-from programs.assistant import Assistant
 
 
 def main() -> None:

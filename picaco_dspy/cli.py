@@ -227,7 +227,7 @@ def _hide_truncation_warnings(record: logging.LogRecord) -> bool:
 
 # ====================================================================== values
 def run_values(args: argparse.Namespace) -> int:
-    from picaco_dspy.values import ValueSet
+    from picaco_dspy.objective.values import ValueSet
 
     if args.values_command == "list":
         for name in ValueSet.builtin_names():
@@ -244,8 +244,8 @@ def run_values(args: argparse.Namespace) -> int:
 
 # ====================================================================== demo
 def run_demo(args: argparse.Namespace) -> int:
-    from picaco_dspy.prompts import prompts_for_values
-    from picaco_dspy.values import ValueSet
+    from picaco_dspy.objective.values import ValueSet
+    from picaco_dspy.prompts.loading import prompts_for_values
 
     if args.values not in ValueSet.builtin_names():
         raise CliError(f"unknown built-in value set {args.values!r}; `picaco values list` shows them")
@@ -288,7 +288,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 # ====================================================================== compile
 def run_compile(args: argparse.Namespace) -> int:
-    from picaco_dspy.prompts import load_prompts
+    from picaco_dspy.prompts.loading import load_prompts
 
     if not 0 < args.val_fraction < 1:
         raise CliError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
@@ -316,7 +316,7 @@ def run_compile(args: argparse.Namespace) -> int:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    from picaco_dspy.run_store import RunStore, resolve_storage_url
+    from picaco_dspy.runtime.store import RunStore, resolve_storage_url
 
     store = RunStore(resolve_storage_url(args.storage))
     try:
@@ -338,7 +338,7 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def run_runs(args: argparse.Namespace) -> int:
-    from picaco_dspy.run_store import RunStore, redact_url, resolve_storage_url
+    from picaco_dspy.runtime.store import RunStore, redact_url, resolve_storage_url
 
     url = resolve_storage_url(args.storage)
     store = RunStore(url)
@@ -358,13 +358,13 @@ def _compile_baseline(args: argparse.Namespace, train: list[str], val: list[str]
     """Run a baseline method, then judge it and the plain value instruction (Q+IF) on the held-out prompts."""
     import dspy
 
-    from picaco_dspy.baselines import value_instruction_program
-    from picaco_dspy.evaluation import comparison_table, evaluate_program
-    from picaco_dspy.methods import MethodContext, run_method
-    from picaco_dspy.prompts import to_examples
-    from picaco_dspy.report import radar_chart
-    from picaco_dspy.result import write_json
-    from picaco_dspy.values import ValueSet
+    from picaco_dspy.baselines.fixed import value_instruction_program
+    from picaco_dspy.baselines.harness import MethodContext, run_method
+    from picaco_dspy.evaluation.evaluate import comparison_table, evaluate_program
+    from picaco_dspy.evaluation.report import radar_chart
+    from picaco_dspy.objective.values import ValueSet
+    from picaco_dspy.optimize.result import write_json
+    from picaco_dspy.prompts.loading import to_examples
 
     if args.proposer == "template" and args.method in ("OPRO", "COPRO", "MIPROv2", "GEPA"):
         raise CliError(f"--method {args.method} needs an LM proposer; --proposer template works with PICACO only")
@@ -439,10 +439,10 @@ def _compile_baseline(args: argparse.Namespace, train: list[str], val: list[str]
 def _compile_and_report(args: argparse.Namespace, train: list[str], val: list[str]) -> int:
     import dspy
 
-    from picaco_dspy.prompts import to_examples
-    from picaco_dspy.report import markdown_report, radar_chart
+    from picaco_dspy.evaluation.report import markdown_report, radar_chart
+    from picaco_dspy.objective.values import ValueSet
+    from picaco_dspy.prompts.loading import to_examples
     from picaco_dspy.teleprompter import PICACO
-    from picaco_dspy.values import ValueSet
 
     started = time.monotonic()
     values = ValueSet.resolve(args.values)
@@ -528,11 +528,11 @@ def _print_table(names: list[str], table: dict[str, dict[str, float]]) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     import dspy
 
-    from picaco_dspy.evaluation import add_win_rate, comparison_table, evaluate_program
-    from picaco_dspy.pairwise import PairwiseJudge
-    from picaco_dspy.prompts import load_prompts, to_examples
-    from picaco_dspy.report import radar_chart
-    from picaco_dspy.values import ValueSet
+    from picaco_dspy.evaluation.evaluate import add_win_rate, comparison_table, evaluate_program
+    from picaco_dspy.evaluation.pairwise import PairwiseJudge
+    from picaco_dspy.evaluation.report import radar_chart
+    from picaco_dspy.objective.values import ValueSet
+    from picaco_dspy.prompts.loading import load_prompts, to_examples
 
     values = ValueSet.resolve(args.values)
     program, input_field = load_program(args.program)
@@ -638,8 +638,8 @@ def make_target(model: str, max_tokens: int, api_base: str | None) -> tuple[Any,
     """The target LM and the adapter it needs (plain text for the embedded model)."""
     import dspy
 
-    from picaco_dspy.adapters import PlainTextAdapter
-    from picaco_dspy.embedded import embedded_lm
+    from picaco_dspy.models.adapters import PlainTextAdapter
+    from picaco_dspy.models.embedded import embedded_lm
 
     if _is_local(model):
         return embedded_lm(max_tokens=max_tokens, model=_local_model(model)), PlainTextAdapter()
@@ -648,10 +648,10 @@ def make_target(model: str, max_tokens: int, api_base: str | None) -> tuple[Any,
 
 def make_metric(values, judge: str, reference: str | None, max_tokens: int, api_base: str | None, *, beta: float = 1.0):
     """The objective with the requested judge and reference model."""
-    from picaco_dspy.bound import TotalCorrelationBound
-    from picaco_dspy.embedded import embedded_judge
-    from picaco_dspy.judge import ValueJudge
-    from picaco_dspy.reference import ReferenceModel
+    from picaco_dspy.models.embedded import embedded_judge
+    from picaco_dspy.objective.bound import TotalCorrelationBound
+    from picaco_dspy.objective.judge import ValueJudge
+    from picaco_dspy.objective.reference import ReferenceModel
 
     if _is_local(judge):
         judge_module = embedded_judge(model=_local_model(judge))
@@ -663,9 +663,9 @@ def make_metric(values, judge: str, reference: str | None, max_tokens: int, api_
 
 def make_proposer(proposer: str, api_base: str | None) -> dict[str, Any]:
     """Keyword arguments for PICACO selecting the proposer."""
-    from picaco_dspy.adapters import PlainTextAdapter
-    from picaco_dspy.embedded import embedded_lm
-    from picaco_dspy.proposer import InstructionProposer, TemplateProposer
+    from picaco_dspy.models.adapters import PlainTextAdapter
+    from picaco_dspy.models.embedded import embedded_lm
+    from picaco_dspy.optimize.proposer import InstructionProposer, TemplateProposer
 
     if proposer == "template":
         return {"proposer": TemplateProposer()}
@@ -709,8 +709,8 @@ def _litellm_lm(model: str, api_base: str | None, **kwargs: Any):
 
 def preflight(program: Any, example: Any, metric: Any) -> None:
     """Run the program and the judge once, so unreachable models and format problems fail fast with their message."""
-    from picaco_dspy.bound import prompt_text, response_text
-    from picaco_dspy.program_edit import require_text_output, target_predictors
+    from picaco_dspy.objective.bound import prompt_text, response_text
+    from picaco_dspy.optimize.program_edit import require_text_output, target_predictors
 
     try:  # a program PICACO cannot align is named before any model runs
         require_text_output(program, target_predictors(program, None)[-1])

@@ -9,35 +9,34 @@ from pathlib import Path
 from typing import Any
 
 import dspy
-import numpy as np
 from dspy.teleprompt import Teleprompter
 
-from picaco_dspy.batch import judge_response, run_program
-from picaco_dspy.bound import ResponseScore, TotalCorrelationBound, prompt_text
-from picaco_dspy.budget import BUDGET_ROLES, Budget
-from picaco_dspy.errors import ConfigurationError, PicacoError
-from picaco_dspy.pools import PooledResponse, PromptPool
-from picaco_dspy.program_edit import (
+from picaco_dspy.errors import ConfigurationError
+from picaco_dspy.objective.bound import TotalCorrelationBound, prompt_text
+from picaco_dspy.optimize.budget import BudgetGuard
+from picaco_dspy.optimize.loop import run_picaco
+from picaco_dspy.optimize.pools import PromptPool
+from picaco_dspy.optimize.problem import AlignmentProblem
+from picaco_dspy.optimize.program_edit import (
     compose,
     own_instructions,
     require_text_output,
     target_predictors,
     with_meta_instruction,
 )
-from picaco_dspy.proposer import InstructionProposer
-from picaco_dspy.response_screening import SCREEN_VERSION
-from picaco_dspy.result import CandidateRecord, IterationRecord, PICACOResult, SelectionRecord, write_json
-from picaco_dspy.retries import RetryPolicy
-from picaco_dspy.run_store import DEFAULT_STORAGE, RunStore, redact_url, resolve_storage_url
-from picaco_dspy.schedule import PRESETS, Schedule, ScheduleSteering, StepSettings, resolve_schedule
-from picaco_dspy.shared_work import JobFailed, WorkBoard, job_key
-from picaco_dspy.usage import UsageMeter, price_per_token
-from picaco_dspy.validation import require_int
+from picaco_dspy.optimize.proposer import InstructionProposer
+from picaco_dspy.optimize.result import PICACOResult
+from picaco_dspy.optimize.schedule import StepPolicy
+from picaco_dspy.runtime.identity import model_names, require_prices, run_identity
+from picaco_dspy.runtime.retries import RetryPolicy
+from picaco_dspy.runtime.session import RunSession
+from picaco_dspy.runtime.store import DEFAULT_STORAGE
+from picaco_dspy.settings import PICACOSettings
 
 logger = logging.getLogger(__name__)
 
-_MAX_SAMPLES = 999  # rollout ids are seed * 10^6 + iteration * 10^3 + sample
-_SELECTION_ITERATION = 999
+_OBJECTS = ("metric", "prompt_model", "proposer", "retry_policy", "run_spec")  # constructor arguments that are not
+# settings
 
 
 class PICACO(Teleprompter):
@@ -49,7 +48,7 @@ class PICACO(Teleprompter):
     instructions and keeps the one with the highest ``J(e)`` (Instruction Refinement).
 
     The schedule is the paper's fixed one by default (T=10, M1=10, M2=15, 4 candidates); ``auto`` lets Optuna pick
-    each step's settings and stop early (see :mod:`picaco_dspy.schedule`). Schedule arguments given explicitly fix
+    each step's settings and stop early (see :mod:`picaco_dspy.optimize.schedule`). Schedule arguments given explicitly fix
     that setting and override the preset.
 
     Every paid result (rollouts, judgements, proposals, ``J(e)`` values, schedule decisions) is stored in
@@ -146,6 +145,7 @@ class PICACO(Teleprompter):
         progress: bool = True,
     ) -> None:
         super().__init__()
+        arguments = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         if not isinstance(metric, TotalCorrelationBound):
             raise ConfigurationError(
                 f"PICACO's metric must be a TotalCorrelationBound, got {type(metric).__name__}: "
@@ -156,101 +156,25 @@ class PICACO(Teleprompter):
                 "PICACO ranks instructions with a reference model: "
                 "TotalCorrelationBound(values, judge=..., reference=ReferenceModel('embedded'))."
             )
-        if auto is not None and auto not in PRESETS:
-            raise ConfigurationError(f"auto must be one of {PRESETS} or None (the fixed paper schedule), got {auto!r}.")
-        for name, value, low, high in (
-            ("num_iterations", num_iterations, 1, None),
-            ("num_candidates", num_candidates, 1, None),
-            ("aligned_pool_size", aligned_pool_size, 1, None),
-            ("noisy_pool_size", noisy_pool_size, 0, None),
-            ("samples_per_prompt", samples_per_prompt, 1, _MAX_SAMPLES),
-            ("minibatch_size", minibatch_size, 1, None),
-            ("patience", patience, 1, None),
-            ("num_threads", num_threads, 1, None),
-            ("max_lm_calls", max_lm_calls, 1, None),
-            ("max_tokens", max_tokens, 1, None),
-        ):
-            if value is not None:
-                require_int(name, value, low, high)
-        require_int("final_candidates", final_candidates, 1)
-        require_int("seed", seed, 0)
-        for name, value in (
-            ("response_temperature", response_temperature),
-            ("proposal_temperature", proposal_temperature),
-        ):
-            if value is None and name == "proposal_temperature":
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 2:
-                raise ConfigurationError(
-                    f"{name} must be in (0, 2] (distinct samples need a temperature > 0), got {value!r}."
-                )
-        for name, value in (("max_cost_usd", max_cost_usd), ("min_improvement", min_improvement),
-                            ("claim_timeout", claim_timeout)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
-                raise ConfigurationError(f"{name} must be a non-negative number, got {value!r}.")
-        if max_cost_usd is not None and max_cost_usd <= 0:
-            raise ConfigurationError(f"max_cost_usd must be positive, got {max_cost_usd!r}.")
-        if claim_timeout <= 1:
-            raise ConfigurationError(f"claim_timeout must exceed 1 second (heartbeats are sent more often), got "
-                                     f"{claim_timeout!r}.")
         if proposer is not None and not callable(proposer):
             raise ConfigurationError("proposer must be callable like InstructionProposer (or None).")
-        if run_name is not None and (not isinstance(run_name, str) or not run_name.strip() or len(run_name) > 200):
-            raise ConfigurationError(
-                f"run_name must be a non-empty string of at most 200 characters, got {run_name!r}."
-            )
-        self.metric = metric
-        self.prompt_model = prompt_model
-        self.proposer = proposer
-        self.auto = auto
-        self.num_iterations = num_iterations
-        self.num_candidates = num_candidates
-        self.aligned_pool_size = aligned_pool_size
-        self.noisy_pool_size = noisy_pool_size
-        self.samples_per_prompt = samples_per_prompt
-        self.noisy_samples_per_prompt = noisy_samples_per_prompt
-        self.response_temperature = float(response_temperature)
-        self.proposal_temperature = proposal_temperature
-        self.minibatch_size = minibatch_size
-        self.patience = patience
-        self.min_improvement = min_improvement
-        self.predictor_names = list(predictor_names) if predictor_names is not None else None
-        self.final_candidates = final_candidates
-        self.num_threads = num_threads
-        self.max_lm_calls = max_lm_calls
-        self.max_tokens = max_tokens
-        self.max_cost_usd = max_cost_usd
-        self.seed = seed
-        resolve_storage_url(storage)  # a malformed URL or a missing driver is named now, not after the first calls
-        self.storage = storage
-        self.run_name = run_name
-        self.run_spec = run_spec
-        self.claim_timeout = float(claim_timeout)
         if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
             raise ConfigurationError(f"retry_policy must be a RetryPolicy, got {type(retry_policy).__name__}.")
-        self.retry_policy = retry_policy or RetryPolicy()
-        self.log_dir = Path(log_dir) if log_dir is not None else None
-        self.progress = progress
-        self.schedule = resolve_schedule(
-            auto,
-            {
-                "num_iterations": num_iterations,
-                "num_candidates": num_candidates,
-                "aligned_pool_size": aligned_pool_size,
-                "noisy_pool_size": noisy_pool_size,
-                "samples_per_prompt": samples_per_prompt,
-                "proposal_temperature": proposal_temperature,
-                "minibatch_size": minibatch_size,
-                "patience": patience,
-                "min_improvement": min_improvement,
-            },
-        )
-        m2 = self.schedule.noisy_pool_size
-        if noisy_samples_per_prompt is None:
-            noisy_samples_per_prompt = 2 * m2
-        require_int("noisy_samples_per_prompt", noisy_samples_per_prompt, m2, _MAX_SAMPLES)
-        self.noisy_samples = noisy_samples_per_prompt
-        self.budget = Budget(max_lm_calls, max_tokens, max_cost_usd)
+        if predictor_names is not None:
+            arguments["predictor_names"] = list(predictor_names)
+        _settings_of(arguments)  # validates every setting now, before any model runs
+        self.__dict__.update(arguments)  # stored as given: get_params() is the constructor's arguments
+
+    @classmethod
+    def from_settings(cls, metric: TotalCorrelationBound, settings: PICACOSettings, **objects: Any) -> PICACO:
+        """Build from a :class:`PICACOSettings` plus the objects (``prompt_model``, ``proposer``, ``retry_policy``,
+        ``run_spec``)."""
+        return cls(metric, **objects, **settings.to_kwargs())
+
+    @property
+    def settings(self) -> PICACOSettings:
+        """The scalar settings, as a :class:`PICACOSettings` (derived from the current parameters)."""
+        return _settings_of(self.get_params())
 
     # ================================================================== compile
     def compile(
@@ -274,539 +198,119 @@ class PICACO(Teleprompter):
         """
         if teacher is not None:
             raise ConfigurationError("PICACO samples from the student itself and takes no teacher; pass teacher=None.")
-        trainset = _check_examples("trainset", trainset, self.metric.prompt_field)
-        valset = _check_examples("valset", valset, self.metric.prompt_field) if valset is not None else None
-        run = _Run(self, student, trainset, valset)
-        try:
-            return run.execute()
-        finally:
-            run.close()
-
-
-class _Run:
-    """State of one compile call (kept off the teleprompter so that ``get_params`` stays the constructor's)."""
-
-    def __init__(
-        self, opt: PICACO, student: dspy.Module, trainset: list[dspy.Example], valset: list[dspy.Example] | None
-    ) -> None:
-        self.opt = opt
-        self.schedule: Schedule = opt.schedule
-        self.metric = opt.metric
-        self.values = opt.metric.values
-        self.student = student
-        self.valset = valset
-        self.targets = target_predictors(student, opt.predictor_names)
-        self.own = own_instructions(student, self.targets)
-        self.answer_predictor = self.targets[-1]
-        require_text_output(student, self.answer_predictor)
-        self.meter = UsageMeter()
-        self.started = time.monotonic()
-        self.pools = [PromptPool(prompt_text(ex, opt.metric.prompt_field), dict(ex.inputs())) for ex in trainset]
-        self.proposer = opt.proposer or InstructionProposer(opt.prompt_model)
-        self.seed_instruction = self.values.seed_instruction()
-        models = _models(student, self.targets, self.metric, opt.prompt_model if opt.proposer is None else False)
-        if opt.max_cost_usd is not None:
-            unpriced = sorted(
-                {m for role, m in models.items() if role != "reference" and m and price_per_token(m) is None}
+        settings = self.settings
+        metric: TotalCorrelationBound = self.metric
+        trainset = _check_examples("trainset", trainset, metric.prompt_field)
+        valset = _check_examples("valset", valset, metric.prompt_field) if valset is not None else None
+        targets = target_predictors(student, settings.predictor_names)
+        own = own_instructions(student, targets)
+        require_text_output(student, targets[-1])
+        schedule = settings.schedule()
+        problem = AlignmentProblem(
+            metric=metric,
+            pools=[PromptPool(prompt_text(ex, metric.prompt_field), dict(ex.inputs())) for ex in trainset],
+            seed_instruction=metric.values.seed_instruction(),
+            answer_instruction=own[targets[-1]],
+            schedule=schedule,
+            noisy_samples=settings.noisy_samples,
+            final_candidates=settings.final_candidates,
+            val_inputs=[dict(ex.inputs()) for ex in valset] if valset is not None else None,
+            val_prompts=[prompt_text(ex, metric.prompt_field) for ex in valset] if valset is not None else None,
+        )
+        proposer = self.proposer or InstructionProposer(self.prompt_model)
+        models = model_names(student, targets, metric, self.prompt_model if self.proposer is None else False)
+        if settings.max_cost_usd is not None:
+            require_prices(models)
+        identity = run_identity(
+            settings=settings.to_dict(),
+            metric=metric,
+            own_instructions=own,
+            train_inputs=[pool.inputs for pool in problem.pools],
+            val_inputs=problem.val_inputs,
+            schedule=schedule.to_dict(),
+            noisy_samples=settings.noisy_samples,
+            models=models,
+            proposer_kind=type(proposer).__name__,
+            run_name=settings.run_name,
+        )
+        started = time.monotonic()
+        with RunSession(
+            identity,
+            student=student,
+            own_instructions=own,
+            metric=metric,
+            proposer=proposer,
+            schedule=schedule,
+            n_prompts=len(problem.pools),
+            storage=settings.storage,
+            seed=settings.seed,
+            response_temperature=float(settings.response_temperature),
+            claim_timeout=float(settings.claim_timeout),
+            num_threads=settings.num_threads,
+            progress=settings.progress,
+            retry_policy=self.retry_policy or RetryPolicy(),
+            run_spec=self.run_spec,
+        ) as session:
+            result = PICACOResult(
+                values=metric.values.to_dict(),
+                predictor_names=targets,
+                seed_instruction=problem.seed_instruction,
+                config={**identity.config, "models": models, "budget": settings.budget().to_dict()},
+                run_name=identity.name,
+                storage=session.storage,
+                schedule=schedule.to_dict(),
             )
-            if unpriced:
-                raise ConfigurationError(
-                    f"max_cost_usd needs a price for every model, and litellm has none for {unpriced}: add one with "
-                    "litellm.register_model({name: {'input_cost_per_token': ..., 'output_cost_per_token': ..., "
-                    "'litellm_provider': ..., 'mode': 'chat'}}) or budget with max_lm_calls / max_tokens."
-                )
-        config = {
-            **{
-                k: (str(v) if isinstance(v, Path) else v)
-                for k, v in opt.get_params().items()
-                if isinstance(v, (int, float, str, bool, list, type(None), Path))
-            },
-            "metric": {
-                "beta": self.metric.beta,
-                "weight_temperature": self.metric.weight_temperature,
-                "likelihood_weighting": self.metric.likelihood_weighting,
-                "redundancy": self.metric.redundancy is not None,
-                "judge": {
-                    "mode": self.metric.judge.mode,
-                    "scale": self.metric.judge.scale,
-                    "defence": SCREEN_VERSION if self.metric.judge.hardened else "off",
-                },
-            },
+            policy = StepPolicy(schedule, session.steering, session.decide, len(problem.pools))
+            guard = BudgetGuard(settings.budget(), session.decide, session.ledger)
+            log_dir = str(settings.log_dir) if settings.log_dir is not None else None
+            best = run_picaco(problem, session, policy, guard, result, log_dir=log_dir)
+            result.final_instructions = own_instructions(with_meta_instruction(student, own, best), targets)
+            result.finished = True
+            result.wall_seconds = round(time.monotonic() - started, 3)
+            result.checkpoint(log_dir, problem.pools)
+        return _package(student, own, targets, result, log_dir)
+
+
+def _package(
+    student: dspy.Module, own: dict[str, str], targets: list[str], result: PICACOResult, log_dir: str | None
+) -> dspy.Module:
+    """The aligned copy of ``student`` with DSPy's result attributes (``score``, ``candidate_programs``)."""
+    best = result.final_instruction or ""
+    selection = result.selection
+    assert selection is not None
+    program = with_meta_instruction(student, own, best)
+    program.picaco_result = result
+    program.score = selection.scores[best]
+    program.candidate_programs = [
+        {
+            "score": score,
+            "instruction": text,
+            "selected_on": selection.on,
+            "chosen": text == best,
+            "instructions": {name: compose(own[name], text) for name in targets},
         }
-        fingerprint = job_key(
-            "picaco-run",
-            self.values.to_dict(),
-            self.own,
-            [sorted(p.inputs.items()) for p in self.pools],
-            [sorted(dict(ex.inputs()).items()) for ex in valset] if valset is not None else None,
-            self.schedule.to_dict(),
-            {k: config[k] for k in ("response_temperature", "final_candidates", "seed", "predictor_names")},
-            opt.noisy_samples,
-            config["metric"],
-            models,
-            type(self.proposer).__name__,
-        )
-        run_name = opt.run_name or f"picaco-{fingerprint[:16]}"
-        url = resolve_storage_url(opt.storage)
-        self.store = RunStore(url, heartbeat_seconds=min(5.0, opt.claim_timeout / 4),
-                              stale_after_seconds=opt.claim_timeout)
-        self.board: WorkBoard | None = None
-        try:
-            resumed = self.store.open_run(run_name, fingerprint, opt.run_spec)
-            self.board = WorkBoard(self.store, run_name, meter=self.meter, num_threads=opt.num_threads,
-                                   progress=opt.progress, retry_policy=opt.retry_policy)
-            self.steering = (
-                ScheduleSteering(self.schedule, storage=url, study_name=run_name, seed=opt.seed,
-                                 n_prompts=len(self.pools))
-                if self.schedule.steered
-                else None
-            )
-        except BaseException:
-            self.close()
-            raise
-        if resumed:
-            logger.info("PICACO: joining run %r in %s (stored results are reused)", run_name, _describe(url))
-        self.result = PICACOResult(
-            values=self.values.to_dict(),
-            predictor_names=self.targets,
-            seed_instruction=self.seed_instruction,
-            config={**config, "models": models, "budget": opt.budget.to_dict()},
-            run_name=run_name,
-            storage=_describe(url),
-            schedule=self.schedule.to_dict(),
-        )
-
-    def close(self) -> None:
-        """Leave the run (release unfinished claims, stop the heartbeat) and close the storage."""
-        try:
-            if self.board is not None:
-                self.board.close()
-        finally:
-            self.store.close()
-
-    # ------------------------------------------------------------------ main loop
-    def execute(self) -> dspy.Module:
-        schedule = self.schedule
-        logger.info(
-            "PICACO run %s: %d prompts, %d values, predictors %s, up to %d iterations (%s schedule)",
-            self.result.run_name,
-            len(self.pools),
-            len(self.values),
-            self.targets,
-            schedule.max_iterations,
-            f"Optuna-steered {self.opt.auto}" if schedule.steered else "fixed",
-        )
-        n, jc = len(self.pools), self._judge_calls_per_response()
-        if schedule.noisy_pool_size and self._affordable(
-            {"target": n * self.opt.noisy_samples, "judge": n * schedule.noisy_pool_size * jc}, "noisy-pool"
-        ):
-            self._build_noisy_pool()
-        current = self.seed_instruction
-        history: list[tuple[str, float]] = []
-        for iteration in range(1, schedule.max_iterations + 1):
-            settings = self._settings(iteration)
-            cost = {
-                "target": n * settings.samples_per_prompt,
-                "judge": n * settings.samples_per_prompt * jc,
-                "proposer": settings.num_candidates,
-            }
-            if not self._affordable(cost, f"iteration-{iteration}"):
-                if iteration == 1:
-                    raise ConfigurationError(
-                        f"The budget does not pay for one iteration ({sum(cost.values())} calls expected; "
-                        f"{self.result.stop_reason}); raise it or shrink the prompts, samples or candidates."
-                    )
-                break
-            record = self._enhance_responses(iteration, current, settings)
-            current, candidates, failures, gain, pruned, ranked = self._refine_instruction(
-                iteration, current, history, settings
-            )
-            record.candidates, record.proposal_failures = candidates, failures
-            record.instruction = current
-            record.J = next(c.J for c in candidates if c.instruction == current)
-            record.settings, record.gain, record.pruned = settings.to_dict(), gain, pruned
-            record.ranked_prompts = ranked
-            record.usage, record.wall_seconds = self._ledger(), self._elapsed()
-            if iteration == 1:
-                seed_rows = [c for c in candidates if c.origin == "current"]
-                self.result.seed_J = seed_rows[0].J if seed_rows else None
-            self.result.iterations.append(record)
-            history.extend((c.instruction, c.J) for c in reversed(candidates))
-            logger.info(
-                "Iteration %d/%d: J(e) = %.4f (gain %+.4f%s), mean r of new responses = %.4f, conformity %s",
-                iteration,
-                schedule.max_iterations,
-                record.J,
-                gain,
-                ", pruned" if pruned else "",
-                record.mean_reward,
-                _fmt_conformity(record.conformity),
-            )
-            self._checkpoint()
-            if self._stalled():
-                self.result.stop_reason = (
-                    f"early stop: {schedule.patience} iterations in a row gained less than {schedule.min_improvement}"
-                )
-                logger.info("PICACO: %s", self.result.stop_reason)
-                break
-        best = self._select_final()
-        return self._finish(best)
-
-    def _settings(self, iteration: int) -> StepSettings:
-        if self.steering is None:
-            return self.schedule.default_step(len(self.pools))
-        data = self.board.decide("step", job_key(iteration), lambda: self.steering.ask(iteration).to_dict())
-        return StepSettings(**data)
-
-    def _stalled(self) -> bool:
-        patience = self.schedule.patience
-        recent = self.result.iterations[-patience:] if patience else []
-        return bool(patience) and len(recent) == patience and all(
-            r.pruned or r.gain < self.schedule.min_improvement for r in recent
-        )
-
-    # ------------------------------------------------------------------ budget
-    def _judge_calls_per_response(self) -> int:
-        return 1 if self.metric.judge.mode == "joint" else len(self.values)
-
-    def _ledger(self) -> dict[str, dict[str, Any]]:
-        ledger = self.store.ledger(self.result.run_name)
-        empty = {"calls": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
-        return {
-            role: {**(u := ledger.get(role, empty)), "total_tokens": u["input_tokens"] + u["output_tokens"]}
-            for role in (*BUDGET_ROLES, "reference")
-        }
-
-    def _affordable(self, expected: dict[str, int], phase: str) -> bool:
-        """Whether the ``expected`` calls per role fit every budget; decided once per run (all workers and resumes
-        agree)."""
-        budget = self.opt.budget
-        if not budget.limited:
-            return True
-
-        def decide() -> dict[str, Any]:
-            ledger = self._ledger()
-            return {"shortfall": budget.shortfall({r: ledger[r] for r in BUDGET_ROLES}, expected)}
-
-        shortfall = self.board.decide("budget", job_key(phase, budget.to_dict()), decide)["shortfall"]
-        if shortfall is None:
-            return True
-        if not self.result.budget_stopped:
-            logger.info("Budget: %s: %s; stopping here", phase, shortfall)
-            self.result.stop_reason = f"budget: {phase}: {shortfall}"
-        self.result.budget_stopped = True
-        return False
-
-    # ------------------------------------------------------------------ noisy pool
-    def _build_noisy_pool(self) -> None:
-        n = self.opt.noisy_samples
-        rollouts = self._rollouts(None, iteration=0, samples=n)
-        by_prompt: dict[int, list[tuple[int, str]]] = {}
-        failed = 0
-        for (i, rollout_id), outcome in rollouts:
-            if isinstance(outcome, Exception):
-                failed += 1
-            else:
-                by_prompt.setdefault(i, []).append((rollout_id, outcome))
-        # rank by q_phi (cheap, embeddings only), then judge only the M2 kept per prompt
-        keep: list[tuple[int, int, str]] = []
-        for i, items in by_prompt.items():
-            prompt = self.pools[i].prompt
-            q_phi = self.metric.redundancy_of([prompt] * len(items), [r for _, r in items])
-            ranked = sorted(zip(items, q_phi), key=lambda it: (-(it[1] or 0.0), it[0][0], it[0][1]))
-            seen: set[str] = set()
-            for (rollout_id, response), _ in ranked:
-                if response.strip() in seen:
-                    continue
-                seen.add(response.strip())
-                keep.append((i, rollout_id, response))
-                if len(seen) >= self.schedule.noisy_pool_size:
-                    break
-        scored = self._score([(self.pools[i].prompt, r) for i, _, r in keep])
-        per_prompt: dict[int, list[PooledResponse]] = {}
-        for (i, rollout_id, response), score in zip(keep, scored):
-            if isinstance(score, Exception):
-                failed += 1
-                continue
-            per_prompt.setdefault(i, []).append(PooledResponse(response, score, 0, rollout_id, ""))
-        for i, pool in enumerate(self.pools):
-            pool.set_noisy(per_prompt.get(i, []), self.schedule.noisy_pool_size)
-        kept = sum(len(p.noisy) for p in self.pools)
-        if kept == 0:
-            raise PicacoError("Every bare rollout or its judgement failed while building the noisy pool; see the log.")
-        self.result.noisy_pool = {
-            "sampled": len(rollouts),
-            "kept": kept,
-            "failed": failed,
-            "mean_redundancy": float(np.mean([p.score.redundancy for pl in self.pools for p in pl.noisy])),
-        }
-        logger.info("Noisy pool: %d bare responses sampled, %d kept, %d failed", len(rollouts), kept, failed)
-        self._checkpoint()
-
-    # ------------------------------------------------------------------ Response Enhancement
-    def _enhance_responses(self, iteration: int, instruction: str, settings: StepSettings) -> IterationRecord:
-        rollouts = self._rollouts(instruction, iteration=iteration, samples=settings.samples_per_prompt)
-        ok = [(key, out) for key, out in rollouts if not isinstance(out, Exception)]
-        failed = len(rollouts) - len(ok)
-        scored = self._score([(self.pools[i].prompt, out) for (i, _), out in ok])
-        new: dict[int, list[PooledResponse]] = {}
-        fresh_scores: list[ResponseScore] = []
-        for ((i, rollout_id), response), score in zip(ok, scored):
-            if isinstance(score, Exception):
-                failed += 1
-                continue
-            fresh_scores.append(score)
-            new.setdefault(i, []).append(PooledResponse(response, score, iteration, rollout_id, instruction))
-        if not fresh_scores:
-            raise PicacoError(f"Iteration {iteration}: every rollout or judgement failed; see the log.")
-        for i, pool in enumerate(self.pools):
-            pool.add_aligned(new.get(i, []), self.schedule.pool_capacity)
-        aligned = [p.reward for pool in self.pools for p in pool.aligned[: settings.aligned_pool_size]]
-        return IterationRecord(
-            iteration=iteration,
-            sampled_under=instruction,
-            new_responses=len(fresh_scores),
-            failed_rollouts=failed,
-            mean_reward=float(np.mean([s.reward for s in fresh_scores])),
-            conformity=_mean_conformity(fresh_scores, self.values.names),
-            aligned_pool_mean_reward=float(np.mean(aligned)),
-            candidates=[],
-            instruction=instruction,
-            J=float("nan"),
-        )
-
-    # ------------------------------------------------------------------ Instruction Refinement
-    def _refine_instruction(
-        self, iteration: int, current: str, history: list[tuple[str, float]], settings: StepSettings
-    ) -> tuple[str, list[CandidateRecord], list[str], float, bool, int]:
-        m1 = settings.aligned_pool_size
-        pooled = [(pool.prompt, item) for pool in self.pools for item in pool.aligned[:m1]]
-        rollout_base = self.opt.seed * 1_000_000 + iteration * 1_000
-
-        def propose(index: int) -> dict[str, list[str]]:  # one candidate per job: each paid proposal is stored
-            proposals, failures = self.proposer(
-                self.values,
-                current,
-                history,
-                pooled,
-                num_candidates=1,
-                temperature=settings.proposal_temperature,
-                rollout_base=rollout_base + index,
-            )
-            return {"proposals": list(proposals), "failures": list(failures)}
-
-        context = job_key(iteration, current, history, [(p, it.response, it.reward) for p, it in pooled],
-                          settings.proposal_temperature)
-        jobs = {job_key(context, rollout_base + index): index for index in range(settings.num_candidates)}
-        outcomes = self.board.run("proposal", jobs, propose, role="proposer", describe="proposing")
-        proposals, failures = [], []
-        for key, index in jobs.items():
-            outcome = outcomes[key]
-            if isinstance(outcome, JobFailed):
-                failures.append(f"proposal {index}: {outcome}")
-            else:
-                proposals += outcome["proposals"]
-                failures += [f"proposal {index}: {f.split(': ', 1)[-1]}" for f in outcome["failures"]]
-        texts = [current] + [p for p in dict.fromkeys(proposals) if p != current]
-        origins = ["current"] + ["proposed"] * (len(texts) - 1)
-
-        # rank on successive minibatches of prompts; Optuna may prune the step between minibatches
-        order = np.random.default_rng([self.opt.seed, iteration]).permutation(len(self.pools)).tolist()
-        size = max(1, settings.minibatch_size)
-        batches = [order[k : k + size] for k in range(0, len(order), size)]
-        totals = np.zeros(len(texts))
-        weight = 0
-        pruned, ranked, intermediate = False, 0, {}
-        for step, batch in enumerate(batches):
-            scores, count = self._instruction_scores(texts, batch, m1)
-            if count == 0:
-                continue
-            totals += np.asarray(scores) * count
-            weight += count
-            ranked += len(batch)
-            gain = float(np.max(totals / weight) - totals[0] / weight)
-            intermediate[step] = gain
-            if self.steering is not None and step < len(batches) - 1:
-                pruned = self.board.decide(
-                    "prune", job_key(iteration, step), lambda g=gain, s=step: self.steering.report(settings, s, g)
-                )
-                if pruned:
-                    break
-        J = totals / max(weight, 1)
-        records = [CandidateRecord(t, float(J[k]), iteration, o) for k, (t, o) in enumerate(zip(texts, origins))]
-        # stable sort: on a tie the current instruction (listed first) stays
-        records.sort(key=lambda c: -c.J)
-        chosen = current if pruned else records[0].instruction
-        gain = 0.0 if pruned else float(records[0].J - J[0])
-        if self.steering is not None:
-            self.board.decide(
-                "tell",
-                job_key(iteration),
-                lambda: self.steering.tell(iteration, settings, gain, pruned, intermediate) or True,
-            )
-        return chosen, records, failures, gain, pruned, ranked
-
-    def _instruction_scores(self, texts: list[str], prompts: list[int], m1: int | None) -> tuple[list[float], int]:
-        """``J`` of each instruction over the given prompts' pools (stored per pool content), and how many of those
-        pools are non-empty."""
-        own = self.own[self.answer_predictor]
-
-        def system_for(meta_instruction: str) -> str:  # what the answer predictor saw ("" = the bare program)
-            return compose(own, meta_instruction) if meta_instruction else own
-
-        pools = [(self.pools[i].prompt, self.pools[i].items(True, system_for, m1)) for i in prompts]
-        pools = [(prompt, items) for prompt, items in pools if items]
-        if not pools:
-            return [0.0] * len(texts), 0
-        content = job_key([(p, [(it.response, it.reward, it.origin) for it in items]) for p, items in pools])
-        jobs = {job_key(text, content): text for text in texts}
-
-        def score(text: str, job_meter: UsageMeter) -> float:
-            return self.metric.instruction_score(system_for(text), pools, bare_instruction=own, usage=job_meter).value
-
-        results = self.board.run("J", jobs, score, role="reference", describe="ranking", records_own_usage=True)
-        return [float(results[k]) for k in jobs], len(pools)
-
-    # ------------------------------------------------------------------ final selection
-    def _select_final(self) -> str:
-        # everything chosen so far plus every candidate of the last round, ranked by J on the final pools
-        if not self.result.iterations:
-            raise PicacoError("PICACO ran no iteration; see the log.")
-        last = self.result.iterations[-1]
-        last_round = [c.instruction for c in last.candidates]
-        chosen = [self.seed_instruction] + [r.instruction for r in self.result.iterations]
-        pool = list(dict.fromkeys(chosen + last_round))
-        scores, _ = self._instruction_scores(pool, list(range(len(self.pools))), last.settings.get("aligned_pool_size"))
-        final_J = dict(zip(pool, scores))
-        contenders = sorted(pool, key=lambda t: -final_J[t])[: self.opt.final_candidates]
-        if self.seed_instruction not in contenders:
-            contenders.append(self.seed_instruction)
-        valset = self.valset
-        rollouts = len(contenders) * len(valset) if valset is not None else 0
-        if valset is not None and not self._affordable(
-            {"target": rollouts, "judge": rollouts * self._judge_calls_per_response()}, "valset-selection"
-        ):
-            valset = None
-        if valset is None:
-            selection = SelectionRecord("pools", {t: final_J[t] for t in contenders})
-        else:
-            selection = SelectionRecord("valset")
-            prompts = [prompt_text(ex, self.metric.prompt_field) for ex in valset]
-            for text in contenders:
-                rollouts = self._rollouts(
-                    text, iteration=_SELECTION_ITERATION, samples=1, inputs=[dict(ex.inputs()) for ex in valset]
-                )
-                ok = [(i, out) for (i, _), out in rollouts if not isinstance(out, Exception)]
-                scored = [s for s in self._score([(prompts[i], out) for i, out in ok]) if not isinstance(s, Exception)]
-                selection.failed[text] = len(valset) - len(scored)
-                if not scored:
-                    raise PicacoError("Every valset rollout or judgement failed during the final selection.")
-                selection.scores[text] = float(np.mean([s.reward for s in scored]))
-                selection.conformity[text] = _mean_conformity(scored, self.values.names)
-        self.result.selection = selection
-        return max(contenders, key=lambda t: (selection.scores[t], t != self.seed_instruction))
-
-    def _finish(self, best: str) -> dspy.Module:
-        program = with_meta_instruction(self.student, self.own, best)
-        instructions = own_instructions(program, self.targets)
-        self.result.final_instruction = best
-        self.result.final_instructions = instructions
-        self.result.finished = True
-        self._checkpoint()
-        selection = self.result.selection
-        program.picaco_result = self.result
-        program.score = selection.scores[best]
-        program.candidate_programs = [
-            {
-                "score": score,
-                "instruction": text,
-                "selected_on": selection.on,
-                "chosen": text == best,
-                "instructions": {name: compose(self.own[name], text) for name in self.targets},
-            }
-            for text, score in sorted(selection.scores.items(), key=lambda kv: -kv[1])
-        ]
-        if self.opt.log_dir is not None:
-            program.save(str(self.opt.log_dir / "program.json"))
-        usage = self.result.usage
-        logger.info(
-            "PICACO finished in %.1f s; calls: target %d, judge %d, proposer %d; reference tokens %d; %d stored "
-            "results reused",
-            self.result.wall_seconds,
-            usage["target"]["calls"],
-            usage["judge"]["calls"],
-            usage["proposer"]["calls"],
-            usage["reference"]["input_tokens"],
-            self.result.reused_results,
-        )
-        return program
-
-    # ------------------------------------------------------------------ plumbing
-    def _rollouts(
-        self, instruction: str | None, *, iteration: int, samples: int, inputs: list[dict[str, Any]] | None = None
-    ) -> list[tuple[tuple[int, int], str | Exception]]:
-        """Run the program ``samples`` times per prompt; ``instruction=None`` runs it as given (bare)."""
-        inputs = inputs if inputs is not None else [pool.inputs for pool in self.pools]
-        own = self.own if instruction is not None else {}
-        base = self.opt.seed * 1_000_000 + iteration * 1_000
-        programs: dict[int, dspy.Module] = {}
-
-        def program(j: int) -> dspy.Module:
-            if j not in programs:
-                programs[j] = with_meta_instruction(
-                    self.student, own, instruction or "", rollout_id=base + j,
-                    temperature=self.opt.response_temperature,
-                )
-            return programs[j]
-
-        slots = [(i, j) for i in range(len(inputs)) for j in range(samples)]
-        jobs = {
-            job_key(instruction, sorted(inputs[i].items()), base + j, self.opt.response_temperature): (i, j)
-            for i, j in slots
-        }
-        for j in range(samples):  # built here, not in the worker threads
-            program(j)
-        results = self.board.run(
-            "rollout",
-            jobs,
-            lambda slot: run_program(programs[slot[1]], inputs[slot[0]], self.metric.response_field),
-            role="target",
-            describe="responses",
-        )
-        return [((i, base + j), results[key]) for key, (i, j) in jobs.items()]
-
-    def _score(self, items: list[tuple[str, str]]) -> list[ResponseScore | Exception]:
-        """Judge each (prompt, response) once per run; identical pairs share one judgement."""
-        keys = [job_key(prompt, response) for prompt, response in items]
-        unique = dict(zip(keys, items))
-        q_phi = dict(zip(unique, self.metric.redundancy_of([p for p, _ in unique.values()],
-                                                           [r for _, r in unique.values()])))
-        results = self.board.run(
-            "judgement",
-            {k: (p, r, q_phi[k]) for k, (p, r) in unique.items()},
-            lambda job: _score_value(judge_response(self.metric, *job)),
-            role="judge",
-            describe="judging",
-        )
-        return [r if isinstance(r, Exception) else ResponseScore.from_dict(r) for r in (results[k] for k in keys)]
-
-    def _elapsed(self) -> float:
-        return round(time.monotonic() - self.started, 3)
-
-    def _checkpoint(self) -> None:
-        self.result.usage = self._ledger()
-        self.result.worker_usage = self.meter.snapshot()
-        self.result.reused_results = self.board.reused
-        self.result.executed_jobs = self.board.executed
-        self.result.retries = dict(self.board.retries)
-        self.result.wall_seconds = self._elapsed()
-        if self.opt.log_dir is None:
-            return
-        self.result.save(self.opt.log_dir / "run.json")
-        write_json(self.opt.log_dir / "pools.json", [pool.to_dict() for pool in self.pools])
+        for text, score in sorted(selection.scores.items(), key=lambda kv: -kv[1])
+    ]
+    if log_dir is not None:
+        program.save(str(Path(log_dir) / "program.json"))
+    usage = result.usage
+    logger.info(
+        "PICACO finished in %.1f s; calls: target %d, judge %d, proposer %d; reference tokens %d; %d stored "
+        "results reused",
+        result.wall_seconds,
+        usage["target"]["calls"],
+        usage["judge"]["calls"],
+        usage["proposer"]["calls"],
+        usage["reference"]["input_tokens"],
+        result.reused_results,
+    )
+    return program
 
 
-# ---------------------------------------------------------------------- helpers
+def _settings_of(params: dict[str, Any]) -> PICACOSettings:
+    return PICACOSettings.from_dict({k: v for k, v in params.items() if k not in _OBJECTS})
+
+
 def _check_examples(name: str, examples: Any, prompt_field: str | None) -> list[dspy.Example]:
     if examples is None or isinstance(examples, (str, bytes)) or not hasattr(examples, "__iter__"):
         raise ConfigurationError(f"{name} must be a list of dspy.Example, got {type(examples).__name__}.")
@@ -818,39 +322,3 @@ def _check_examples(name: str, examples: Any, prompt_field: str | None) -> list[
             raise ConfigurationError(f"{name}[{k}] is a {type(ex).__name__}, not a dspy.Example.")
         prompt_text(ex, prompt_field)  # raises a clear error when the example has no inputs
     return examples
-
-
-def _mean_conformity(scores: Sequence[ResponseScore], names: Sequence[str]) -> dict[str, float]:
-    return {n: float(np.mean([s.conformity[n] for s in scores])) for n in names}
-
-
-def _fmt_conformity(conformity: dict[str, float]) -> str:
-    return ", ".join(f"{n} {c:.2f}" for n, c in conformity.items())
-
-
-def _score_value(score: ResponseScore | Exception) -> dict[str, Any] | Exception:
-    return score if isinstance(score, Exception) else score.to_dict()
-
-
-def _models(
-    student: dspy.Module, targets: Sequence[str], metric: TotalCorrelationBound, proposer: Any
-) -> dict[str, str | None]:
-    """Model names of the target, judge, proposer and reference (part of a run's identity; priced for budgets).
-
-    ``proposer`` is the proposer LM (None: the configured LM), or False for a custom proposer without one.
-    """
-
-    def name(lm: Any) -> str | None:
-        lm = lm or dspy.settings.lm
-        return getattr(lm, "model", None) if lm is not None else None
-
-    predictors = dict(student.named_predictors())
-    models = {f"target:{t}": name(getattr(predictors[t], "lm", None)) for t in targets}
-    models["judge"] = name(metric.judge.lm)
-    models["proposer"] = None if proposer is False else name(proposer)
-    models["reference"] = getattr(metric.reference, "model_name", type(metric.reference).__name__)
-    return models
-
-
-def _describe(url: str | None) -> str:
-    return redact_url(url)

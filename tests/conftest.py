@@ -12,8 +12,9 @@ os.environ.setdefault("DSPY_CACHEDIR", tempfile.mkdtemp(prefix="picaco-test-dspy
 import dspy  # noqa: E402
 import pytest  # noqa: E402
 
-from picaco_dspy import HashingEmbedder, RedundancyScorer, TotalCorrelationBound, ValueJudge, ValueSet  # noqa: E402
-from tests.fake_engine import ScriptedEngine, ScriptedReference  # noqa: E402
+from picaco_dspy import RedundancyScorer, TotalCorrelationBound, ValueJudge, ValueSet  # noqa: E402
+from picaco_dspy.objective.redundancy import HashingEmbedder
+from picaco_dspy.testing.scripted_world import ScriptedEngine, ScriptedReference  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

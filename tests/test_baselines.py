@@ -1,10 +1,10 @@
 import dspy
 
-from picaco_dspy.baselines import URIAL_EXAMPLES, bare_program, urial_program, value_instruction_program
-from picaco_dspy.evaluation import evaluate_program
-from picaco_dspy.prompts import to_examples
-from programs.assistant import Assistant
-from programs.draft_and_revise import DraftAndRevise
+from picaco_dspy.baselines.fixed import URIAL_EXAMPLES, bare_program, urial_program, value_instruction_program
+from picaco_dspy.evaluation.evaluate import evaluate_program
+from picaco_dspy.programs.assistant import Assistant
+from picaco_dspy.programs.draft_and_revise import DraftAndRevise
+from picaco_dspy.prompts.loading import to_examples
 
 
 def test_fixed_baselines_edit_copies_only(liberalism):

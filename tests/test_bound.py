@@ -4,19 +4,12 @@ import dspy
 import numpy as np
 import pytest
 
-from picaco_dspy import (
-    ConfigurationError,
-    JudgeError,
-    Judgement,
-    PoolItem,
-    RedundancyScorer,
-    ResponseLikelihood,
-    TotalCorrelationBound,
-    ValueJudge,
-    ValueSet,
-)
-from picaco_dspy.bound import prompt_text, response_text
-from tests.fake_engine import MARKERS, ScriptedEngine
+from picaco_dspy import ConfigurationError, RedundancyScorer, TotalCorrelationBound, ValueJudge, ValueSet
+from picaco_dspy.errors import JudgeError
+from picaco_dspy.objective.bound import PoolItem, prompt_text, response_text
+from picaco_dspy.objective.judge import Judgement
+from picaco_dspy.objective.reference import ResponseLikelihood
+from picaco_dspy.testing.scripted_world import MARKERS, ScriptedEngine
 
 
 class FixedEmbedder:

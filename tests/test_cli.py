@@ -8,7 +8,7 @@ import dspy
 import pytest
 
 from picaco_dspy.cli import load_program, main
-from programs.assistant import Assistant
+from picaco_dspy.programs.assistant import Assistant
 
 
 def run(capsys, *argv):
@@ -262,7 +262,7 @@ def test_cli_does_not_leave_dspy_settings_changed(capsys):
 
 
 def test_worker_explains_runs_started_from_python_and_unknown_runs(capsys, tmp_path):
-    from picaco_dspy.run_store import RunStore
+    from picaco_dspy.runtime.store import RunStore
 
     store = RunStore(f"sqlite:///{tmp_path / 'runs.db'}")
     store.open_run("from-python", "fingerprint")

@@ -6,9 +6,10 @@ import math
 import dspy
 import pytest
 
-from picaco_dspy import PICACO, LikelihoodRequest, PlainTextAdapter, RedundancyScorer, ReferenceModel, ValueSet
-from picaco_dspy.embedded import embedded_judge, embedded_lm, embedded_metric
-from programs.assistant import Assistant
+from picaco_dspy import PICACO, PlainTextAdapter, RedundancyScorer, ReferenceModel, ValueSet
+from picaco_dspy.models.embedded import embedded_judge, embedded_lm, embedded_metric
+from picaco_dspy.objective.reference import LikelihoodRequest
+from picaco_dspy.programs.assistant import Assistant
 
 pytestmark = pytest.mark.embedded
 

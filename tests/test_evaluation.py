@@ -1,11 +1,11 @@
 import dspy
 import pytest
 
-from picaco_dspy.evaluation import comparison_table, evaluate_program
-from picaco_dspy.prompts import to_examples
-from picaco_dspy.proposer import TemplateProposer
-from picaco_dspy.stats import bootstrap_ci, coefficient_of_variation
-from tests.fake_engine import assistant_with, guided_instruction, honour_probabilities
+from picaco_dspy.evaluation.evaluate import comparison_table, evaluate_program
+from picaco_dspy.evaluation.stats import bootstrap_ci, coefficient_of_variation
+from picaco_dspy.optimize.proposer import TemplateProposer
+from picaco_dspy.prompts.loading import to_examples
+from picaco_dspy.testing.scripted_world import assistant_with, guided_instruction, honour_probabilities
 
 
 def test_coefficient_of_variation_by_hand():
@@ -32,8 +32,8 @@ def test_evaluate_program_on_the_scripted_world(scripted_metric, scripted_lm, en
 
 
 def test_template_proposer_puts_neglected_values_first_and_covers_all(scripted_metric):
-    from picaco_dspy.bound import ResponseScore
-    from picaco_dspy.pools import PooledResponse
+    from picaco_dspy.objective.bound import ResponseScore
+    from picaco_dspy.optimize.pools import PooledResponse
 
     names = scripted_metric.values.names
     conformity = {"Universalism": 5, "Self-direction": 5, "Hedonism": 1, "Stimulation": 2}
@@ -69,8 +69,8 @@ def test_bootstrap_ci_on_a_known_sample():
 
 
 def test_pairwise_verdict_parsing():
-    from picaco_dspy.judge_parsing import JudgementParseError
-    from picaco_dspy.pairwise import parse_pair_verdict
+    from picaco_dspy.evaluation.pairwise import parse_pair_verdict
+    from picaco_dspy.objective.judge_parsing import JudgementParseError
 
     assert parse_pair_verdict("A") == "A" and parse_pair_verdict("**Response B** is better") == "B"
     assert parse_pair_verdict("Tie.") == "tie"
@@ -79,8 +79,8 @@ def test_pairwise_verdict_parsing():
 
 
 def test_win_rate_against_a_reference_program(scripted_metric, scripted_lm):
-    from picaco_dspy.evaluation import add_win_rate
-    from picaco_dspy.pairwise import PairwiseJudge
+    from picaco_dspy.evaluation.evaluate import add_win_rate
+    from picaco_dspy.evaluation.pairwise import PairwiseJudge
 
     seed_program = assistant_with(scripted_metric.values.seed_instruction())
     guided = assistant_with(guided_instruction(scripted_metric.values.names))
@@ -100,9 +100,9 @@ def test_win_rate_against_a_reference_program(scripted_metric, scripted_lm):
 
 @pytest.mark.parametrize("kind", ["instruction injection", "other languages", "unicode look-alikes"])
 def test_pairwise_judge_compares_without_the_text_addressed_to_the_evaluator(kind, liberalism):
-    from picaco_dspy.pairwise import PairwiseJudge
-    from tests.attack_corpus import attack
-    from tests.fake_engine import ScriptedEngine
+    from picaco_dspy.evaluation.pairwise import PairwiseJudge
+    from picaco_dspy.testing.attacks import attack
+    from picaco_dspy.testing.scripted_world import ScriptedEngine
 
     lm = dspy.LM("scripted/gullible", engine=ScriptedEngine(gullible_judge=True), temperature=0.0)
     honest = "Try something new this weekend; it is your own choice."

@@ -6,18 +6,12 @@ from __future__ import annotations
 import dspy
 import pytest
 
-from picaco_dspy import (
-    PICACO,
-    HashingEmbedder,
-    ProviderUnavailable,
-    RedundancyScorer,
-    RetryPolicy,
-    TotalCorrelationBound,
-    ValueJudge,
-)
-from picaco_dspy.retries import describe, is_transient, retry_after_seconds
-from tests.fake_engine import ScriptedEngine, ScriptedReference
-from tests.faults import FaultyEngine, MisbehavingServer, RateLimited, ServerError
+from picaco_dspy import PICACO, RedundancyScorer, RetryPolicy, TotalCorrelationBound, ValueJudge
+from picaco_dspy.errors import ProviderUnavailable
+from picaco_dspy.objective.redundancy import HashingEmbedder
+from picaco_dspy.runtime.retries import describe, is_transient, retry_after_seconds
+from picaco_dspy.testing.faults import FaultyEngine, MisbehavingServer, RateLimited, ServerError
+from picaco_dspy.testing.scripted_world import ScriptedEngine, ScriptedReference
 from tests.test_teleprompter import SETTINGS, Assistant, prompts
 
 FAST = RetryPolicy(max_retries=3, base_delay=0.01, max_delay=0.05)

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 
 from picaco_dspy.cli import main
 from picaco_dspy.errors import ValueSetError
-from picaco_dspy.judge_parsing import JudgementParseError, parse_ratings, parse_single_score, parse_verdict
-from picaco_dspy.prompts import PromptFileError, load_prompt_file
-from picaco_dspy.values import ValueSet
+from picaco_dspy.objective.judge_parsing import JudgementParseError, parse_ratings, parse_single_score, parse_verdict
+from picaco_dspy.objective.values import ValueSet
+from picaco_dspy.prompts.loading import PromptFileError, load_prompt_file
 
 NAMES = ["Universalism", "Self-direction", "Hedonism", "Stimulation"]
 FILES = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -4,9 +4,10 @@ import dspy
 import pytest
 from dspy.lm15 import Message, Response, TextPart, TokenLogprob, TopLogprob, Usage
 
-from picaco_dspy import JudgeError, ValueJudge
-from tests.attack_corpus import ATTACKS, attack
-from tests.fake_engine import MARKERS, ScriptedEngine
+from picaco_dspy import ValueJudge
+from picaco_dspy.errors import JudgeError
+from picaco_dspy.testing.attacks import ATTACKS, attack
+from picaco_dspy.testing.scripted_world import MARKERS, ScriptedEngine
 
 
 def test_joint_judge_scores_what_is_present(scripted_lm, engine, liberalism):

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from picaco_dspy.judge_parsing import (
+from picaco_dspy.objective.judge_parsing import (
     JudgementParseError,
     conformity_to_probability,
     expected_score_at,

@@ -3,12 +3,13 @@
 import dspy
 import pytest
 
-from picaco_dspy import HashingEmbedder, RedundancyScorer, TotalCorrelationBound, ValueJudge
-from picaco_dspy.budget import BudgetExhausted, calls_spent, metered
-from picaco_dspy.methods import METHODS, MethodContext, run_method
-from picaco_dspy.usage import UsageMeter
-from programs.assistant import Assistant
-from tests.fake_engine import ScriptedReference
+from picaco_dspy import RedundancyScorer, TotalCorrelationBound, ValueJudge
+from picaco_dspy.baselines.harness import METHODS, MethodContext, run_method
+from picaco_dspy.objective.redundancy import HashingEmbedder
+from picaco_dspy.programs.assistant import Assistant
+from picaco_dspy.runtime.metering import BudgetExhausted, calls_spent, metered
+from picaco_dspy.runtime.usage import UsageMeter
+from picaco_dspy.testing.scripted_world import ScriptedReference
 
 
 def context(lm, liberalism, budget, **kwargs):

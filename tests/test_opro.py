@@ -4,9 +4,9 @@ import dspy
 import pytest
 
 from picaco_dspy import ConfigurationError
-from picaco_dspy.opro import OPRO
-from programs.assistant import Assistant
-from tests.fake_engine import honour_probabilities
+from picaco_dspy.baselines.opro import OPRO
+from picaco_dspy.programs.assistant import Assistant
+from picaco_dspy.testing.scripted_world import honour_probabilities
 
 
 def prompts(n):

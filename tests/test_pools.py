@@ -1,5 +1,5 @@
-from picaco_dspy.bound import ResponseScore
-from picaco_dspy.pools import PooledResponse, PromptPool
+from picaco_dspy.objective.bound import ResponseScore
+from picaco_dspy.optimize.pools import PooledResponse, PromptPool
 
 
 def item(text, reward, redundancy=0.5, iteration=1, rollout=0):

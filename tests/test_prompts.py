@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from picaco_dspy.prompts import (
+from picaco_dspy.objective.values import ValueSet
+from picaco_dspy.prompts.loading import (
     PROMPTS_FOR_VALUES,
     PromptFileError,
     builtin_prompt_set,
@@ -12,7 +13,6 @@ from picaco_dspy.prompts import (
     prompts_for_values,
     to_examples,
 )
-from picaco_dspy.values import ValueSet
 
 
 def test_every_builtin_value_set_has_at_least_60_prompts_40_of_them_for_optimisation():

@@ -1,7 +1,7 @@
 import pytest
 
-from picaco_dspy.response_screening import canonicalise_response, fence_response, screen_response
-from tests.attack_corpus import ATTACKS, attack
+from picaco_dspy.objective.screening import canonicalise_response, fence_response, screen_response
+from picaco_dspy.testing.attacks import ATTACKS, attack
 
 BASE = "Try a new recipe with friends this weekend; it is your own choice which one, so enjoy yourself."
 

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.postgres import postgres_url
+from tests.support.postgres import postgres_url
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def scripted_run(tmp_path: Path, name: str, storage: str, *extra: str, wait: bool = True):
     log, out = tmp_path / f"{name}.calls", tmp_path / f"{name}.json"
-    command = [sys.executable, "-m", "tests.scripted_run", "--storage", storage, "--log", str(log), "--out", str(out),
+    command = [sys.executable, "-m", "tests.support.scripted_run", "--storage", storage, "--log", str(log), "--out", str(out),
                *extra]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "PYTHONHASHSEED": str(abs(hash(name)) % 1000)})

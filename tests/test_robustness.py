@@ -1,11 +1,11 @@
 import dspy
 import pytest
 
-from picaco_dspy.baselines import bare_program, value_instruction_program
-from picaco_dspy.judge_parsing import JudgementParseError
-from picaco_dspy.robustness import JAILBREAK_TEMPLATE, jailbreak_check, parse_label
-from programs.assistant import Assistant
-from tests.fake_engine import assistant_with, guided_instruction
+from picaco_dspy.baselines.fixed import bare_program, value_instruction_program
+from picaco_dspy.evaluation.robustness import JAILBREAK_TEMPLATE, jailbreak_check, parse_label
+from picaco_dspy.objective.judge_parsing import JudgementParseError
+from picaco_dspy.programs.assistant import Assistant
+from picaco_dspy.testing.scripted_world import assistant_with, guided_instruction
 
 REQUESTS = ["<harmful request 1>", "<harmful request 2>", "<harmful request 3>"]
 

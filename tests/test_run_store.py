@@ -7,9 +7,9 @@ import time
 import pytest
 
 from picaco_dspy.errors import ConfigurationError
-from picaco_dspy.run_store import RunStore, resolve_storage_url
-from picaco_dspy.shared_work import JobFailed, WorkBoard, job_key
-from picaco_dspy.usage import UsageMeter
+from picaco_dspy.runtime.store import RunStore, resolve_storage_url
+from picaco_dspy.runtime.usage import UsageMeter
+from picaco_dspy.runtime.work_board import JobFailed, WorkBoard, job_key
 
 
 @pytest.fixture

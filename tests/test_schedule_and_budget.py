@@ -9,7 +9,7 @@ import pytest
 
 from picaco_dspy import PICACO
 from picaco_dspy.errors import ConfigurationError
-from picaco_dspy.schedule import Range, ScheduleSteering, StepSettings, resolve_schedule
+from picaco_dspy.optimize.schedule import Range, ScheduleSteering, StepSettings, resolve_schedule
 from tests.test_teleprompter import Assistant, compile_program, covers_all, prompts
 
 BUDGET_ROLES = ("target", "judge", "proposer")

@@ -3,18 +3,12 @@ import json
 import dspy
 import pytest
 
-from picaco_dspy import (
-    PICACO,
-    ConfigurationError,
-    HashingEmbedder,
-    ProgramError,
-    RedundancyScorer,
-    TotalCorrelationBound,
-    ValueJudge,
-)
-from programs.assistant import Assistant
-from programs.draft_and_revise import DraftAndRevise
-from tests.fake_engine import ScriptedEngine, ScriptedReference, honour_probabilities
+from picaco_dspy import PICACO, ConfigurationError, RedundancyScorer, TotalCorrelationBound, ValueJudge
+from picaco_dspy.errors import ProgramError
+from picaco_dspy.objective.redundancy import HashingEmbedder
+from picaco_dspy.programs.assistant import Assistant
+from picaco_dspy.programs.draft_and_revise import DraftAndRevise
+from picaco_dspy.testing.scripted_world import ScriptedEngine, ScriptedReference, honour_probabilities
 
 SETTINGS = dict(
     num_iterations=4,

@@ -2,7 +2,9 @@ import json
 
 import pytest
 
-from picaco_dspy import Value, ValueSet, ValueSetError
+from picaco_dspy import ValueSet
+from picaco_dspy.errors import ValueSetError
+from picaco_dspy.objective.values import Value
 
 
 def test_every_builtin_loads_with_definitions_and_unique_names():

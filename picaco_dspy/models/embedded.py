@@ -1,0 +1,46 @@
+"""Ready-made components on the embedded SmolLM2-135M-Instruct model, for offline runs with no API key.
+
+A 135M-parameter model is a plumbing-grade stand-in: it runs the whole method end to end on a laptop CPU, but its
+answers, judgements and proposals are weak. Point the same components at a real model for real results.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dspy
+
+from picaco_dspy.models.adapters import PlainTextAdapter
+from picaco_dspy.models.engine import local_lm
+from picaco_dspy.models.loading import EMBEDDED_MODEL
+from picaco_dspy.objective.bound import TotalCorrelationBound
+from picaco_dspy.objective.judge import ValueJudge
+from picaco_dspy.objective.reference import ReferenceModel
+from picaco_dspy.objective.values import ValueSet
+
+# Verdicts end at the first punctuation or line break ("Yes." / "No, because ..."), so a judge call costs a few tokens.
+_VERDICT_STOPS = ("\n", ".", ",", "!", ":")
+
+
+def embedded_lm(*, temperature: float = 0.7, max_tokens: int = 128, model: str = EMBEDDED_MODEL) -> dspy.LM:
+    """The embedded model as a DSPy LM (target or proposer). Use it with :class:`PlainTextAdapter`."""
+    return local_lm(model, temperature=temperature, max_tokens=max_tokens)
+
+
+def embedded_judge(*, model: str = EMBEDDED_MODEL) -> ValueJudge:
+    """A yes/no log-probability judge on the embedded model: one short call per value, no output parsing needed."""
+    lm = local_lm(model, temperature=0.0, max_tokens=4, stop=_VERDICT_STOPS)
+    return ValueJudge(lm=lm, mode="per_value", scale="yes_no", use_logprobs=True, adapter=PlainTextAdapter())
+
+
+def embedded_metric(
+    values: ValueSet | str, *, max_response_tokens: int = 128, model: str = EMBEDDED_MODEL, **metric_kwargs: Any
+) -> TotalCorrelationBound:
+    """``TotalCorrelationBound`` with the embedded judge, the embedded reference model and bundled MiniLM embeddings."""
+    return TotalCorrelationBound(
+        values,
+        judge=embedded_judge(model=model),
+        reference=ReferenceModel(model, max_response_tokens=max_response_tokens),
+        redundancy="embedded",
+        **metric_kwargs,
+    )

@@ -1,0 +1,187 @@
+"""Providers that fail on purpose: a fault-injecting engine and an OpenAI-compatible HTTP server on loopback.
+
+Both answer like the scripted world (``tests/fake_engine.py``) when they do answer, so a run through them must end
+exactly where a run through the plain scripted engine ends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
+
+from dspy.lm15 import Message, Response, TextPart
+
+from picaco_dspy.testing.scripted_world import ScriptedEngine
+
+
+class RateLimited(Exception):
+    """Looks like a provider's 429: a status code and a ``Retry-After`` header."""
+
+    status_code = 429
+
+    def __init__(self, retry_after: str = "0") -> None:
+        super().__init__("429 Too Many Requests")
+        self.response = SimpleNamespace(status_code=429, headers={"Retry-After": retry_after})
+
+
+class ServerError(Exception):
+    status_code = 503
+
+    def __init__(self) -> None:
+        super().__init__("503 Service Unavailable")
+
+
+FAULTS = ("timeout", "rate_limit", "server_error", "malformed", "truncated")
+
+
+class FaultyEngine(ScriptedEngine):
+    """The scripted world, except that the first attempt of every ``every``-th distinct request fails.
+
+    Faults cycle through ``faults``: ``timeout`` (TimeoutError), ``rate_limit`` (429 with Retry-After),
+    ``server_error`` (503), ``malformed`` (an answer without DSPy's field markers), ``truncated`` (cut mid-answer,
+    finish reason "length"). The first three are transient and must be retried; the last two are real answers that
+    must be recorded as failures, never scored. ``dead_after`` makes every request after that many fail (the provider
+    dies).
+    """
+
+    def __init__(self, *, every: int = 5, faults: tuple[str, ...] = FAULTS, dead_after: int | None = None) -> None:
+        super().__init__()
+        self.every, self.faults, self.dead_after = every, faults, dead_after
+        self.attempted = 0
+        self.injected: Counter[str] = Counter()
+        self._seen: dict[str, int] = {}
+        self._faulted: set[str] = set()
+        self._fault_lock = threading.Lock()
+
+    def complete(self, request) -> Response:
+        key = _request_key(request)
+        with self._fault_lock:
+            self.attempted += 1
+            if self.dead_after is not None and self.attempted > self.dead_after:
+                self.injected["dead"] += 1
+                raise ConnectionError("connection refused: the provider is down")
+            index = self._seen.setdefault(key, len(self._seen))
+            fault = None
+            if index % self.every == self.every - 1 and key not in self._faulted:
+                self._faulted.add(key)
+                fault = self.faults[(index // self.every) % len(self.faults)]
+                self.injected[fault] += 1
+        if fault == "timeout":
+            raise TimeoutError("simulated read timeout")
+        if fault == "rate_limit":
+            raise RateLimited("0")
+        if fault == "server_error":
+            raise ServerError()
+        response = super().complete(request)
+        if fault in ("malformed", "truncated"):
+            text = response.message.parts[0].text
+            broken = "I think the answer is" if fault == "malformed" else text[: max(1, len(text) // 3)]
+            return Response(id=None, model="scripted", message=Message.assistant([TextPart(broken)]),
+                            finish_reason="length" if fault == "truncated" else "stop", usage=response.usage)
+        return response
+
+
+def _request_key(request) -> str:
+    system = request.system if isinstance(request.system, str) else "".join(p.text for p in request.system or ())
+    text = f"{system}{request.messages[-1].text or ''}|{request.config.seed}|{request.config.temperature}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class ServerLog:
+    requests: int = 0
+    answered: int = 0
+    rate_limited: int = 0
+    server_errors: int = 0
+
+
+class MisbehavingServer:
+    """An OpenAI-compatible ``/v1/chat/completions`` server on 127.0.0.1 that answers like the scripted world, except:
+    the first request of every ``every``-th distinct body gets a 429 with ``Retry-After: 0``, the next distinct one a
+    500; after ``dead_after`` requests it closes every connection without answering (the provider dies)."""
+
+    def __init__(self, *, every: int = 4, dead_after: int | None = None) -> None:
+        self.engine = ScriptedEngine()
+        self.every, self.dead_after = every, dead_after
+        self.log = ServerLog()
+        self._seen: dict[str, int] = {}
+        self._faulted: set[str] = set()
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # keep test output clean
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                status, payload, headers = server.answer(body)
+                if status is None:  # dead: drop the connection
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> MisbehavingServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def answer(self, body: bytes):
+        request = json.loads(body)
+        key = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+        with self._lock:
+            self.log.requests += 1
+            if self.dead_after is not None and self.log.requests > self.dead_after:
+                return None, None, {}
+            index = self._seen.setdefault(key, len(self._seen))
+            fault = None
+            if key not in self._faulted and index % self.every in (self.every - 2, self.every - 1):
+                self._faulted.add(key)
+                fault = "429" if index % self.every == self.every - 2 else "500"
+            if fault == "429":
+                self.log.rate_limited += 1
+                return 429, {"error": {"message": "rate limited", "type": "rate_limit_error"}}, {"Retry-After": "0"}
+            if fault == "500":
+                self.log.server_errors += 1
+                return 500, {"error": {"message": "internal error", "type": "server_error"}}, {}
+        messages = request["messages"]
+        system = "".join(m["content"] if isinstance(m["content"], str) else m["content"][0]["text"]
+                         for m in messages if m["role"] == "system")
+        user = messages[-1]["content"]
+        user = user if isinstance(user, str) else "".join(part.get("text", "") for part in user)
+        fake = SimpleNamespace(system=system, messages=[SimpleNamespace(text=user)],
+                               config=SimpleNamespace(seed=request.get("seed"), temperature=request.get("temperature")))
+        response = self.engine.complete(fake)
+        with self._lock:
+            self.log.answered += 1
+        text = response.message.parts[0].text
+        return 200, {
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": request.get("model", "fake"),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": response.usage.input_tokens, "completion_tokens": response.usage.output_tokens,
+                      "total_tokens": response.usage.total_tokens},
+        }, {}
