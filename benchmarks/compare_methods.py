@@ -23,9 +23,9 @@ from pathlib import Path
 import dspy
 
 from picaco_dspy.baselines.harness import METHODS, MethodContext, run_method
-from picaco_dspy.cli import make_metric, make_target
 from picaco_dspy.evaluation.evaluate import evaluate_program
 from picaco_dspy.evaluation.robustness import jailbreak_check
+from picaco_dspy.models.from_spec import make_metric, make_target
 from picaco_dspy.objective.values import ValueSet
 from picaco_dspy.programs.assistant import Assistant
 from picaco_dspy.prompts.loading import load_prompt_file, prompts_for_values, to_examples

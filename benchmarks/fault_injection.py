@@ -1,7 +1,8 @@
 """Fault injection: calls attempted, retried, failed and lost when a provider times out, rate-limits, errors,
 answers malformed or truncated text, or drops connections.
 
-Two runs of the scripted world (tests/fake_engine.py), each with an empty DSPy cache and no stored run: one through
+Two runs of the scripted world (picaco_dspy/testing/scripted_world.py), each with an empty DSPy cache and no stored
+run: one through
 a fault-injecting engine, one through a misbehaving OpenAI-compatible HTTP server on loopback (litellm with its own
 retries off, so every retry is PICACO's). Run from the repository root:
 
@@ -17,8 +18,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import dspy  # noqa: E402
 
-from picaco_dspy.testing.faults import FaultyEngine, MisbehavingServer  # noqa: E402
-from tests.test_faults import compile_with  # noqa: E402
+from picaco_dspy.testing.faults import FaultyEngine, MisbehavingServer, compile_through  # noqa: E402
 
 ROLES = ("target", "judge", "proposer")
 
@@ -31,25 +31,33 @@ def fresh_cache() -> None:
 def main() -> None:
     fresh_cache()
     engine = FaultyEngine(every=4)
-    result = compile_with(dspy.LM("scripted/world", engine=engine, temperature=1.0, max_tokens=512), None)
+    result = compile_through(dspy.LM("scripted/world", engine=engine, temperature=1.0, max_tokens=512), None)
     answered = sum(engine.calls.values())
     ledger = sum(result.usage[r]["calls"] for r in ROLES)
-    failed = (sum(r.failed_rollouts for r in result.iterations) + sum(result.selection.failed.values())
-              + result.noisy_pool.get("failed", 0))
-    print(f"fault-injecting engine: attempted {engine.attempted}, injected {dict(engine.injected)}, "
-          f"retried {sum(result.retries.values())} {result.retries}, answered {answered}, in the ledger {ledger}, "
-          f"lost {answered - ledger}, recorded failures {failed}")
+    failed = (
+        sum(r.failed_rollouts for r in result.iterations)
+        + sum(result.selection.failed.values())
+        + result.noisy_pool.get("failed", 0)
+    )
+    print(
+        f"fault-injecting engine: attempted {engine.attempted}, injected {dict(engine.injected)}, "
+        f"retried {sum(result.retries.values())} {result.retries}, answered {answered}, in the ledger {ledger}, "
+        f"lost {answered - ledger}, recorded failures {failed}"
+    )
 
     fresh_cache()
     with MisbehavingServer(every=4) as server:
-        lm = dspy.LM("openai/scripted", api_base=server.url, api_key="test", temperature=1.0, max_tokens=512,
-                     num_retries=0)
-        result = compile_with(lm, None, num_threads=2)
+        lm = dspy.LM(
+            "openai/scripted", api_base=server.url, api_key="test", temperature=1.0, max_tokens=512, num_retries=0
+        )
+        result = compile_through(lm, None, num_threads=2)
     log = server.log
     ledger = sum(result.usage[r]["calls"] for r in ROLES)
-    print(f"misbehaving HTTP server: requests {log.requests}, answered 429 {log.rate_limited}, answered 500 "
-          f"{log.server_errors}, retried {sum(result.retries.values())}, answered {log.answered}, in the ledger "
-          f"{ledger}, lost {log.answered - ledger}")
+    print(
+        f"misbehaving HTTP server: requests {log.requests}, answered 429 {log.rate_limited}, answered 500 "
+        f"{log.server_errors}, retried {sum(result.retries.values())}, answered {log.answered}, in the ledger "
+        f"{ledger}, lost {log.answered - ledger}"
+    )
 
 
 if __name__ == "__main__":

@@ -24,8 +24,8 @@ from pathlib import Path
 import dspy
 
 from picaco_dspy.baselines.fixed import value_instruction_program
-from picaco_dspy.cli import make_metric, make_proposer, make_target
 from picaco_dspy.evaluation.evaluate import evaluate_program
+from picaco_dspy.models.from_spec import make_metric, make_proposer, make_target
 from picaco_dspy.objective.values import ValueSet
 from picaco_dspy.programs.assistant import Assistant
 from picaco_dspy.prompts.loading import prompts_for_values, to_examples
@@ -62,13 +62,21 @@ def main() -> None:
     with dspy.context(lm=target, adapter=adapter):
         for label, auto in (("fixed (paper: T=10, M1=10, M2=15)", None), (f"Optuna auto={args.auto}", args.auto)):
             # each run pays for its own calls: same seed means same rollout ids, which a shared cache would serve
-            dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=True,
-                                 disk_cache_dir=tempfile.mkdtemp(prefix="picaco-schedule-cache-"))
+            dspy.configure_cache(
+                enable_disk_cache=True,
+                enable_memory_cache=True,
+                disk_cache_dir=tempfile.mkdtemp(prefix="picaco-schedule-cache-"),
+            )
             dspy.cache.reset_memory_cache()
             started = time.monotonic()
             optimizer = PICACO(
-                metric=metric, auto=auto, seed=args.seed, num_threads=args.threads, storage=storage,
-                progress=False, **proposer,
+                metric=metric,
+                auto=auto,
+                seed=args.seed,
+                num_threads=args.threads,
+                storage=storage,
+                progress=False,
+                **proposer,
             )
             aligned = optimizer.compile(Assistant(), trainset=trainset)
             seconds = time.monotonic() - started
@@ -89,8 +97,10 @@ def main() -> None:
             calls = sum(record.usage[r]["calls"] for r in ("target", "judge", "proposer"))
             mean = sum(record.conformity.values()) / len(record.conformity)
             settings = {k: v for k, v in record.settings.items() if k != "trial_number"}
-            print(f"  {record.iteration:9d}  {calls:5d}  {mean:15.2f}  {record.gain:+.3f}"
-                  f"{' (pruned)' if record.pruned else ''}  {settings}")
+            print(
+                f"  {record.iteration:9d}  {calls:5d}  {mean:15.2f}  {record.gain:+.3f}"
+                f"{' (pruned)' if record.pruned else ''}  {settings}"
+            )
         usage = result.usage
         summary[label] = {
             "calls": {r: usage[r]["calls"] for r in ("target", "judge", "proposer")},
@@ -100,8 +110,14 @@ def main() -> None:
             "wall_seconds": round(seconds, 1),
             "final_instruction": result.final_instruction,
             "trajectory": [
-                {"iteration": r.iteration, "calls": sum(r.usage[x]["calls"] for x in ("target", "judge", "proposer")),
-                 "conformity": r.conformity, "gain": r.gain, "pruned": r.pruned, "settings": r.settings}
+                {
+                    "iteration": r.iteration,
+                    "calls": sum(r.usage[x]["calls"] for x in ("target", "judge", "proposer")),
+                    "conformity": r.conformity,
+                    "gain": r.gain,
+                    "pruned": r.pruned,
+                    "settings": r.settings,
+                }
                 for r in result.iterations
             ],
         }
@@ -112,9 +128,11 @@ def main() -> None:
         info = summary.get(label)
         calls = "/".join(str(v) for v in info["calls"].values()) if info else "0/0/0"
         ci = evaluation.overall_ci
-        print(f"| {label} | {evaluation.overall:.2f} [{ci[0]:.2f}, {ci[1]:.2f}] | "
-              + " | ".join(f"{evaluation.per_value[n]:.2f}" for n in values.names)
-              + f" | {calls} | {info['iterations'] if info else '-'} | {info['wall_seconds'] if info else '-'} |")
+        print(
+            f"| {label} | {evaluation.overall:.2f} [{ci[0]:.2f}, {ci[1]:.2f}] | "
+            + " | ".join(f"{evaluation.per_value[n]:.2f}" for n in values.names)
+            + f" | {calls} | {info['iterations'] if info else '-'} | {info['wall_seconds'] if info else '-'} |"
+        )
         if info:
             info["held_out"] = {"overall": evaluation.overall, "ci": list(ci), "conformity": evaluation.per_value}
     (args.out / "schedule.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")

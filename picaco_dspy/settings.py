@@ -20,8 +20,15 @@ from picaco_dspy.runtime.session import MAX_SAMPLES
 from picaco_dspy.runtime.store import DEFAULT_STORAGE, resolve_storage_url
 
 _SCHEDULE_FIELDS = (
-    "num_iterations", "num_candidates", "aligned_pool_size", "noisy_pool_size", "samples_per_prompt",
-    "proposal_temperature", "minibatch_size", "patience", "min_improvement",
+    "num_iterations",
+    "num_candidates",
+    "aligned_pool_size",
+    "noisy_pool_size",
+    "samples_per_prompt",
+    "proposal_temperature",
+    "minibatch_size",
+    "patience",
+    "min_improvement",
 )
 
 
@@ -36,38 +43,53 @@ class PICACOSettings:
     ``PICACO(metric, **settings.to_kwargs())`` builds the teleprompter; ``PICACO(...).settings`` gives them back.
     """
 
-    auto: str | None = _setting(None, "let Optuna steer a schedule of this size: light, medium or heavy "
-                                "(default: the paper's fixed schedule)", "--auto", choices=PRESETS)
-    num_iterations: int | None = _setting(None, "T, refinement iterations (default 10; with auto, the most)",
-                                          "--iterations")
+    auto: str | None = _setting(
+        None,
+        "let Optuna steer a schedule of this size: light, medium or heavy (default: the paper's fixed schedule)",
+        "--auto",
+        choices=PRESETS,
+    )
+    num_iterations: int | None = _setting(
+        None, "T, refinement iterations (default 10; with auto, the most)", "--iterations"
+    )
     num_candidates: int | None = _setting(None, "instructions proposed per iteration (default 4)", "--candidates")
     aligned_pool_size: int | None = _setting(None, "M1, responses kept per prompt (default 10)", "--aligned-pool")
-    noisy_pool_size: int | None = _setting(None, "M2, parroting bare responses kept per prompt (default 15; 0: none)",
-                                           "--noisy-pool")
+    noisy_pool_size: int | None = _setting(
+        None, "M2, parroting bare responses kept per prompt (default 15; 0: none)", "--noisy-pool"
+    )
     samples_per_prompt: int | None = _setting(None, "new responses per prompt per iteration (default 2)", "--samples")
-    noisy_samples_per_prompt: int | None = _setting(None, "bare responses sampled per prompt (default 2 x M2)",
-                                                    "--noisy-samples")
-    response_temperature: float = _setting(1.0, "sampling temperature of the target program",
-                                           "--response-temperature")
-    proposal_temperature: float | None = _setting(None, "sampling temperature of the proposer (default 1.0)",
-                                                  "--proposal-temperature")
-    minibatch_size: int | None = _setting(None, "prompts per minibatch when ranking candidates (default: all)",
-                                          "--minibatch")
-    patience: int | None = _setting(None, "stop after this many iterations without min_improvement (default: never "
-                                    "for the fixed schedule)", "--patience")
-    min_improvement: float | None = _setting(None, "smallest J gain that counts as progress (default 1e-3)",
-                                             "--min-improvement")
+    noisy_samples_per_prompt: int | None = _setting(
+        None, "bare responses sampled per prompt (default 2 x M2)", "--noisy-samples"
+    )
+    response_temperature: float = _setting(1.0, "sampling temperature of the target program", "--response-temperature")
+    proposal_temperature: float | None = _setting(
+        None, "sampling temperature of the proposer (default 1.0)", "--proposal-temperature"
+    )
+    minibatch_size: int | None = _setting(
+        None, "prompts per minibatch when ranking candidates (default: all)", "--minibatch"
+    )
+    patience: int | None = _setting(
+        None,
+        "stop after this many iterations without min_improvement (default: never for the fixed schedule)",
+        "--patience",
+    )
+    min_improvement: float | None = _setting(
+        None, "smallest J gain that counts as progress (default 1e-3)", "--min-improvement"
+    )
     predictor_names: list[str] | None = _setting(None, "predictors that receive the meta-instruction (default: all)")
     final_candidates: int = _setting(3, "instructions that compete in the final selection", "--final-candidates")
-    num_threads: int | None = _setting(None, "parallel LM calls (keep 1 for local models)", "--threads")
+    num_threads: int | None = _setting(None, "parallel LM calls (keep 1 for local models)", "--threads", cli_default=1)
     max_lm_calls: int | None = _setting(None, "LM calls (target + judge + proposer) the run may spend", "--budget")
     max_tokens: int | None = _setting(None, "input + output tokens of those calls", "--budget-tokens")
     max_cost_usd: float | None = _setting(None, "US dollars, priced from litellm's price table", "--budget-usd")
     seed: int = _setting(0, "seeds every rollout id and the Optuna sampler", "--seed")
-    storage: str | None = _setting(DEFAULT_STORAGE, "where every paid result is kept: an SQLite file, sqlite:///path, "
-                                   "postgresql+psycopg://user@host/db (shared by workers), or 'default' "
-                                   "($PICACO_STORAGE or ~/.cache/picaco-dspy/runs.db); rerunning resumes",
-                                   "--storage")
+    storage: str | None = _setting(
+        DEFAULT_STORAGE,
+        "where every paid result is kept: an SQLite file, sqlite:///path, "
+        "postgresql+psycopg://user@host/db (shared by workers), or 'default' "
+        "($PICACO_STORAGE or ~/.cache/picaco-dspy/runs.db); rerunning resumes",
+        "--storage",
+    )
     run_name: str | None = _setting(None, "run to start or join (default: derived from the configuration)", "--run")
     claim_timeout: float = _setting(30.0, "seconds after which a silent worker's jobs are taken over")
     log_dir: str | Path | None = _setting(None, "where run.json, pools.json and program.json are written")

@@ -48,8 +48,8 @@ class PICACO(Teleprompter):
     instructions and keeps the one with the highest ``J(e)`` (Instruction Refinement).
 
     The schedule is the paper's fixed one by default (T=10, M1=10, M2=15, 4 candidates); ``auto`` lets Optuna pick
-    each step's settings and stop early (see :mod:`picaco_dspy.optimize.schedule`). Schedule arguments given explicitly fix
-    that setting and override the preset.
+    each step's settings and stop early (see :mod:`picaco_dspy.optimize.schedule`). Schedule arguments given
+    explicitly fix that setting and override the preset.
 
     Every paid result (rollouts, judgements, proposals, ``J(e)`` values, schedule decisions) is stored in
     ``storage`` the moment it exists. Running the same compile again resumes the run: nothing already paid for is

@@ -85,8 +85,9 @@ def test_instruction_score_is_the_likelihood_weighted_pool_reward():
     values = two_values()
     table = {("e", "x1", "good"): -1.0, ("e", "x1", "bad"): -2.0, ("e", "x2", "only"): -0.5}
     scorer = TableScorer(table)
-    bound = TotalCorrelationBound(values, judge=ValueJudge(), reference=scorer, redundancy=None,
-                                  likelihood_weighting="raw")
+    bound = TotalCorrelationBound(
+        values, judge=ValueJudge(), reference=scorer, redundancy=None, likelihood_weighting="raw"
+    )
     result = bound.instruction_score(
         "e", [("x1", [PoolItem("good", 1.0), PoolItem("bad", -1.0)]), ("x2", [PoolItem("only", 3.0)])]
     )
@@ -100,10 +101,17 @@ def test_temperature_sharpens_the_weights():
     values = two_values()
     table = {("e", "x", "a"): -1.0, ("e", "x", "b"): -1.5}
     pool = [("x", [PoolItem("a", 1.0), PoolItem("b", 0.0)])]
-    flat = TotalCorrelationBound(values, judge=ValueJudge(), reference=TableScorer(table), redundancy=None,
-                                 likelihood_weighting="raw")
-    sharp = TotalCorrelationBound(values, judge=ValueJudge(), reference=TableScorer(table), redundancy=None,
-                                  weight_temperature=0.05, likelihood_weighting="raw")
+    flat = TotalCorrelationBound(
+        values, judge=ValueJudge(), reference=TableScorer(table), redundancy=None, likelihood_weighting="raw"
+    )
+    sharp = TotalCorrelationBound(
+        values,
+        judge=ValueJudge(),
+        reference=TableScorer(table),
+        redundancy=None,
+        weight_temperature=0.05,
+        likelihood_weighting="raw",
+    )
     assert (
         flat.instruction_score("e", pool).value
         < sharp.instruction_score("e", pool).value

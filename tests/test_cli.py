@@ -7,7 +7,8 @@ import sys
 import dspy
 import pytest
 
-from picaco_dspy.cli import load_program, main
+from picaco_dspy.cli import main
+from picaco_dspy.cli.program_loader import load_program
 from picaco_dspy.programs.assistant import Assistant
 
 
@@ -79,8 +80,19 @@ def test_values_list_and_show(capsys):
             "--budget",
         ),
         (
-            ["compile", "--values", "liberalism-4", "--prompts", "everyday-help", "--method", "URIAL", "--auto",
-             "light", "--out", "x"],
+            [
+                "compile",
+                "--values",
+                "liberalism-4",
+                "--prompts",
+                "everyday-help",
+                "--method",
+                "URIAL",
+                "--auto",
+                "light",
+                "--out",
+                "x",
+            ],
             "--auto apply to PICACO only",
         ),
         (["worker", "--storage", "/nonexistent-folder/runs.db", "--run", "r"], "does not exist"),
@@ -199,8 +211,17 @@ def test_compile_then_evaluate_on_the_embedded_model(capsys, tmp_path):
     assert run_log["final_instruction"] in restored.respond.signature.instructions
 
     # a worker joining the finished run rebuilds it from the stored arguments, pays nothing and ends on the same program
-    code, stdout, err = run(capsys, "worker", "--storage", str(tmp_path / "runs.db"), "--run", "cli-run",
-                            "--out", str(tmp_path / "worker"), "--no-progress")
+    code, stdout, err = run(
+        capsys,
+        "worker",
+        "--storage",
+        str(tmp_path / "runs.db"),
+        "--run",
+        "cli-run",
+        "--out",
+        str(tmp_path / "worker"),
+        "--no-progress",
+    )
     assert code == 0, err
     assert "This process paid 0 of them" in stdout
     worker_log = json.loads((tmp_path / "worker" / "run.json").read_text())
@@ -276,18 +297,37 @@ def test_worker_explains_runs_started_from_python_and_unknown_runs(capsys, tmp_p
 @pytest.mark.parametrize(
     ("source", "message"),
     [
-        ("import dspy\nclass Empty(dspy.Module):\n    def forward(self, query):\n        return query\n",
-         "no predictors"),
-        ("import dspy\nclass NoText(dspy.Module):\n    def __init__(self):\n        super().__init__()\n"
-         "        self.p = dspy.Predict('query -> score: int')\n    def forward(self, query):\n"
-         "        return self.p(query=query)\n", "text output"),
+        (
+            "import dspy\nclass Empty(dspy.Module):\n    def forward(self, query):\n        return query\n",
+            "no predictors",
+        ),
+        (
+            "import dspy\nclass NoText(dspy.Module):\n    def __init__(self):\n        super().__init__()\n"
+            "        self.p = dspy.Predict('query -> score: int')\n    def forward(self, query):\n"
+            "        return self.p(query=query)\n",
+            "text output",
+        ),
     ],
 )
 def test_programs_that_cannot_be_aligned_are_named(capsys, tmp_path, source, message):
     program = tmp_path / "prog.py"
     program.write_text(source)
-    code, _, err = run(capsys, "compile", "--program", str(program), "--values", "liberalism-4", "--prompts",
-                       "everyday-help", "--limit", "3", "--proposer", "template", "--out", str(tmp_path / "o"))
+    code, _, err = run(
+        capsys,
+        "compile",
+        "--program",
+        str(program),
+        "--values",
+        "liberalism-4",
+        "--prompts",
+        "everyday-help",
+        "--limit",
+        "3",
+        "--proposer",
+        "template",
+        "--out",
+        str(tmp_path / "o"),
+    )
     assert code == 2 and message in err and err.count("\n") == 1
 
 
@@ -296,13 +336,26 @@ def test_programs_that_cannot_be_aligned_are_named(capsys, tmp_path, source, mes
     [
         (["--target", "gpt4"], "not a litellm model string"),
         (["--judge", "claude"], "not a litellm model string"),
-        (["--budget-tokens", "0"], "max_tokens must be an integer >= 1"),
-        (["--budget-usd", "-2"], "max_cost_usd must be"),
-        (["--auto", "light", "--iterations", "0"], "num_iterations must be an integer >= 1"),
+        (["--budget-tokens", "0"], "--budget-tokens must be an integer >= 1"),
+        (["--budget-usd", "-2"], "--budget-usd must be"),
+        (["--auto", "light", "--iterations", "0"], "--iterations must be an integer >= 1"),
         (["--storage", "nosuchdb://x/y"], "dialect+driver"),
     ],
 )
 def test_bad_models_budgets_and_storage_exit_2(capsys, tmp_path, extra, message):
-    code, _, err = run(capsys, "compile", "--values", "liberalism-4", "--prompts", "everyday-help", "--limit", "3",
-                       "--proposer", "template", *extra, "--out", str(tmp_path / "o"))
+    code, _, err = run(
+        capsys,
+        "compile",
+        "--values",
+        "liberalism-4",
+        "--prompts",
+        "everyday-help",
+        "--limit",
+        "3",
+        "--proposer",
+        "template",
+        *extra,
+        "--out",
+        str(tmp_path / "o"),
+    )
     assert code == 2 and message in err and err.count("\n") == 1

@@ -106,6 +106,7 @@ def test_pairwise_judge_compares_without_the_text_addressed_to_the_evaluator(kin
 
     lm = dspy.LM("scripted/gullible", engine=ScriptedEngine(gullible_judge=True), temperature=0.0)
     honest = "Try something new this weekend; it is your own choice."
-    verdict = PairwiseJudge(lm=lm).judge_pair("Plan my weekend", attack(kind, honest, liberalism.names), honest,
-                                              liberalism)
+    verdict = PairwiseJudge(lm=lm).judge_pair(
+        "Plan my weekend", attack(kind, honest, liberalism.names), honest, liberalism
+    )
     assert verdict.score == 0.5  # the same content ties; the gullible judge would otherwise pick the attack

@@ -6,27 +6,20 @@ from __future__ import annotations
 import dspy
 import pytest
 
-from picaco_dspy import PICACO, RedundancyScorer, RetryPolicy, TotalCorrelationBound, ValueJudge
+from picaco_dspy import RetryPolicy
 from picaco_dspy.errors import ProviderUnavailable
-from picaco_dspy.objective.redundancy import HashingEmbedder
 from picaco_dspy.runtime.retries import describe, is_transient, retry_after_seconds
-from picaco_dspy.testing.faults import FaultyEngine, MisbehavingServer, RateLimited, ServerError
-from picaco_dspy.testing.scripted_world import ScriptedEngine, ScriptedReference
-from tests.test_teleprompter import SETTINGS, Assistant, prompts
+from picaco_dspy.testing.faults import (
+    FAST_RETRIES,
+    FaultyEngine,
+    MisbehavingServer,
+    RateLimited,
+    ServerError,
+    compile_through,
+)
+from picaco_dspy.testing.scripted_world import ScriptedEngine
 
-FAST = RetryPolicy(max_retries=3, base_delay=0.01, max_delay=0.05)
-
-
-def world(lm):
-    return TotalCorrelationBound("liberalism-4", judge=ValueJudge(lm=lm, max_retries=1), reference=ScriptedReference(),
-                                 redundancy=RedundancyScorer(HashingEmbedder()))
-
-
-def compile_with(lm, storage, **overrides):
-    optimizer = PICACO(metric=world(lm), prompt_model=lm, storage=storage,
-                       **{**SETTINGS, "retry_policy": FAST, **overrides})
-    with dspy.context(lm=lm):
-        return optimizer.compile(Assistant(), trainset=prompts(4), valset=prompts(3, offset=100)).picaco_result
+FAST = FAST_RETRIES
 
 
 def fresh_cache(tmp_path, name):
@@ -38,7 +31,7 @@ def fresh_cache(tmp_path, name):
 def clean_run(tmp_path):
     fresh_cache(tmp_path, "clean")
     lm = dspy.LM("scripted/world", engine=ScriptedEngine(), temperature=1.0, max_tokens=512)
-    result = compile_with(lm, str(tmp_path / "clean.db"))
+    result = compile_through(lm, str(tmp_path / "clean.db"))
     fresh_cache(tmp_path, "faulty")
     return result
 
@@ -66,7 +59,7 @@ def test_retry_logs_name_the_innermost_error_on_one_line():
 def test_a_run_through_transient_and_malformed_faults_ends_where_a_clean_run_ends(tmp_path, clean_run):
     engine = FaultyEngine(every=4)
     lm = dspy.LM("scripted/world", engine=engine, temperature=1.0, max_tokens=512)
-    result = compile_with(lm, str(tmp_path / "faulty.db"))
+    result = compile_through(lm, str(tmp_path / "faulty.db"))
     transient = engine.injected["timeout"] + engine.injected["rate_limit"] + engine.injected["server_error"]
     assert transient > 0 and engine.injected["malformed"] + engine.injected["truncated"] > 0
     # every transient fault was retried (and counted), none was recorded as a failure or scored
@@ -86,25 +79,27 @@ def test_a_provider_that_dies_mid_run_stops_it_cleanly_and_the_rerun_pays_for_no
     engine = FaultyEngine(every=10**9, dead_after=60)  # no other faults: the provider simply dies after 60 calls
     lm = dspy.LM("scripted/world", engine=engine, temperature=1.0, max_tokens=512)
     with pytest.raises(ProviderUnavailable, match="failed 4 times with transient errors.*run the same command again"):
-        compile_with(lm, storage)
+        compile_through(lm, storage)
     paid_before = sum(engine.calls.values())
     assert paid_before == 60
     # the provider is back; the same compile resumes from the storage
     fresh_cache(tmp_path, "back")
     back = ScriptedEngine()
     lm = dspy.LM("scripted/world", engine=back, temperature=1.0, max_tokens=512)
-    resumed = compile_with(lm, storage)
-    assert sum(back.calls.values()) + paid_before == sum(clean_run.usage[r]["calls"] for r in ("target", "judge",
-                                                                                            "proposer"))
+    resumed = compile_through(lm, storage)
+    assert sum(back.calls.values()) + paid_before == sum(
+        clean_run.usage[r]["calls"] for r in ("target", "judge", "proposer")
+    )
     assert resumed.final_instruction == clean_run.final_instruction
     assert [r.J for r in resumed.iterations] == [r.J for r in clean_run.iterations]
 
 
 def test_a_real_http_provider_that_rate_limits_and_errors_is_retried(tmp_path, clean_run):
     with MisbehavingServer(every=4) as server:
-        lm = dspy.LM("openai/scripted", api_base=server.url, api_key="test", temperature=1.0, max_tokens=512,
-                     num_retries=0)
-        result = compile_with(lm, str(tmp_path / "http.db"), num_threads=2)
+        lm = dspy.LM(
+            "openai/scripted", api_base=server.url, api_key="test", temperature=1.0, max_tokens=512, num_retries=0
+        )
+        result = compile_through(lm, str(tmp_path / "http.db"), num_threads=2)
     log = server.log
     assert log.rate_limited > 0 and log.server_errors > 0
     assert sum(result.retries.values()) == log.rate_limited + log.server_errors
@@ -115,8 +110,15 @@ def test_a_real_http_provider_that_rate_limits_and_errors_is_retried(tmp_path, c
 
 def test_a_real_http_provider_that_dies_gives_a_clear_error(tmp_path):
     with MisbehavingServer(every=10**9, dead_after=10) as server:
-        lm = dspy.LM("openai/scripted", api_base=server.url, api_key="test", temperature=1.0, max_tokens=512,
-                     num_retries=0, timeout=5)
+        lm = dspy.LM(
+            "openai/scripted",
+            api_base=server.url,
+            api_key="test",
+            temperature=1.0,
+            max_tokens=512,
+            num_retries=0,
+            timeout=5,
+        )
         with pytest.raises(ProviderUnavailable, match="transient errors"):
-            compile_with(lm, str(tmp_path / "dead.db"))
+            compile_through(lm, str(tmp_path / "dead.db"))
         assert server.log.answered == 10

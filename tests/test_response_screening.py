@@ -36,7 +36,7 @@ def test_screening_removes_exactly_the_text_addressed_to_the_evaluator(kind, lib
     screened = screen_response(attack(kind, BASE, liberalism.names), liberalism.names)
     assert screened.flagged
     assert screened.text.startswith(BASE)
-    leftover = screened.text[len(BASE):]
+    leftover = screened.text[len(BASE) :]
     assert not any(ch.isalnum() for ch in leftover), leftover  # at most collapsed padding is left
 
 

@@ -23,10 +23,26 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def scripted_run(tmp_path: Path, name: str, storage: str, *extra: str, wait: bool = True):
     log, out = tmp_path / f"{name}.calls", tmp_path / f"{name}.json"
-    command = [sys.executable, "-m", "tests.support.scripted_run", "--storage", storage, "--log", str(log), "--out", str(out),
-               *extra]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "PYTHONHASHSEED": str(abs(hash(name)) % 1000)})
+    command = [
+        sys.executable,
+        "-m",
+        "tests.support.scripted_run",
+        "--storage",
+        storage,
+        "--log",
+        str(log),
+        "--out",
+        str(out),
+        *extra,
+    ]
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONHASHSEED": str(abs(hash(name)) % 1000)},
+    )
     if not wait:
         return process, log, out
     output, _ = process.communicate(timeout=300)
@@ -51,7 +67,8 @@ def uninterrupted(tmp_path_factory):
 
 
 @pytest.mark.parametrize(
-    ("auto", "fraction"), [(None, 0.1), (None, 0.5), (None, 0.9), ("light", 0.6)],
+    ("auto", "fraction"),
+    [(None, 0.1), (None, 0.5), (None, 0.9), ("light", 0.6)],
     ids=["noisy-pool", "mid-run", "final-selection", "optuna-steered"],
 )
 def test_a_killed_run_resumes_without_paying_twice_and_ends_on_the_same_program(
@@ -83,8 +100,9 @@ def test_a_killed_run_resumes_without_paying_twice_and_ends_on_the_same_program(
 def run_two_workers(tmp_path: Path, storage: str, baseline_calls: list[str], baseline: dict) -> None:
     barrier = tmp_path / "barrier"
     workers = [
-        scripted_run(tmp_path, f"worker{k}", storage, "--delay", "0.01", "--barrier", str(barrier), "--workers", "2",
-                     wait=False)
+        scripted_run(
+            tmp_path, f"worker{k}", storage, "--delay", "0.01", "--barrier", str(barrier), "--workers", "2", wait=False
+        )
         for k in range(2)
     ]
     outputs = []

@@ -31,8 +31,15 @@ def test_a_run_name_is_bound_to_one_configuration(store):
 
 def test_the_first_result_stored_wins_and_the_ledger_sums_per_role(store):
     store.open_run("r", "f")
-    assert store.put("r", "judgement", "k", {"v": 1}, worker="w1", role="judge",
-                     usage={"calls": 2, "input_tokens": 10, "output_tokens": 3, "cost_usd": 0.5})
+    assert store.put(
+        "r",
+        "judgement",
+        "k",
+        {"v": 1},
+        worker="w1",
+        role="judge",
+        usage={"calls": 2, "input_tokens": 10, "output_tokens": 3, "cost_usd": 0.5},
+    )
     assert not store.put("r", "judgement", "k", {"v": 2}, worker="w2", role="judge", usage={"calls": 7})
     store.put("r", "rollout", "k", "text", worker="w1", role="target", usage={"calls": 1, "input_tokens": 4})
     assert store.get_many("r", "judgement", ["k", "missing"])["k"].value == {"v": 1}

@@ -10,7 +10,8 @@ import pytest
 from picaco_dspy import PICACO
 from picaco_dspy.errors import ConfigurationError
 from picaco_dspy.optimize.schedule import Range, ScheduleSteering, StepSettings, resolve_schedule
-from tests.test_teleprompter import Assistant, compile_program, covers_all, prompts
+from picaco_dspy.programs.assistant import Assistant
+from picaco_dspy.testing.scripted_world import compile_program, covers_all, prompts
 
 BUDGET_ROLES = ("target", "judge", "proposer")
 
@@ -26,8 +27,16 @@ def forget_dspy_cache(tmp_path, name):
 
 
 def steered(metric, lm, storage=None, **kwargs):
-    optimizer = PICACO(metric=metric, prompt_model=lm, auto="light", num_threads=1, progress=False,
-                       noisy_pool_size=2, storage=storage, **kwargs)
+    optimizer = PICACO(
+        metric=metric,
+        prompt_model=lm,
+        auto="light",
+        num_threads=1,
+        progress=False,
+        noisy_pool_size=2,
+        storage=storage,
+        **kwargs,
+    )
     with dspy.context(lm=lm):
         return optimizer.compile(Assistant(), trainset=prompts(6), valset=prompts(3, offset=100))
 
@@ -122,14 +131,23 @@ def test_a_token_budget_stops_cleanly_and_is_respected(scripted_metric, scripted
 @pytest.fixture
 def priced_world():
     """Give the scripted model a price, as litellm.register_model does for any custom model."""
-    litellm.register_model({"scripted/world": {"input_cost_per_token": 1e-6, "output_cost_per_token": 4e-6,
-                                               "litellm_provider": "openai", "mode": "chat"}})
+    litellm.register_model(
+        {
+            "scripted/world": {
+                "input_cost_per_token": 1e-6,
+                "output_cost_per_token": 4e-6,
+                "litellm_provider": "openai",
+                "mode": "chat",
+            }
+        }
+    )
     yield
     litellm.model_cost.pop("scripted/world", None)
 
 
-def test_a_cost_budget_prices_calls_from_litellm_and_stops_cleanly(scripted_metric, scripted_lm, priced_world,
-                                                                   tmp_path):
+def test_a_cost_budget_prices_calls_from_litellm_and_stops_cleanly(
+    scripted_metric, scripted_lm, priced_world, tmp_path
+):
     full = compile_program(Assistant(), scripted_metric, scripted_lm, storage=None).picaco_result
     forget_dspy_cache(tmp_path, "again")
     assert spent(full, "cost_usd") == pytest.approx(

@@ -8,34 +8,14 @@ from picaco_dspy.errors import ProgramError
 from picaco_dspy.objective.redundancy import HashingEmbedder
 from picaco_dspy.programs.assistant import Assistant
 from picaco_dspy.programs.draft_and_revise import DraftAndRevise
-from picaco_dspy.testing.scripted_world import ScriptedEngine, ScriptedReference, honour_probabilities
-
-SETTINGS = dict(
-    num_iterations=4,
-    num_candidates=4,
-    aligned_pool_size=3,
-    noisy_pool_size=2,
-    samples_per_prompt=2,
-    num_threads=1,
-    seed=0,
-    progress=False,
+from picaco_dspy.testing.scripted_world import (
+    SETTINGS,
+    ScriptedEngine,
+    ScriptedReference,
+    compile_program,
+    covers_all,
+    prompts,
 )
-
-
-def prompts(n, offset=0):
-    return [
-        dspy.Example(query=f"How should I spend free day number {i + offset}?").with_inputs("query") for i in range(n)
-    ]
-
-
-def compile_program(program, metric, lm, *, valset=True, **overrides):
-    optimizer = PICACO(metric=metric, prompt_model=lm, **{**SETTINGS, **overrides})
-    with dspy.context(lm=lm):
-        return optimizer.compile(program, trainset=prompts(4), valset=prompts(3, offset=100) if valset else None)
-
-
-def covers_all(instruction):
-    return all(p >= 0.9 for p in honour_probabilities(instruction).values())
 
 
 @pytest.fixture
@@ -260,8 +240,9 @@ def test_a_rerun_after_a_crash_pays_only_for_what_was_not_done(liberalism, tmp_p
         dspy.cache.put = recording_put
         engine = ScriptedEngine()
         lm = dspy.LM("scripted/world", engine=engine, temperature=1.0, max_tokens=512)
-        metric = TotalCorrelationBound(liberalism, judge=ValueJudge(lm=lm), reference=reference,
-                                       redundancy=RedundancyScorer(HashingEmbedder()))
+        metric = TotalCorrelationBound(
+            liberalism, judge=ValueJudge(lm=lm), reference=reference, redundancy=RedundancyScorer(HashingEmbedder())
+        )
         try:
             result = compile_program(Assistant(), metric, lm).picaco_result
         except KeyboardInterrupt:
@@ -285,8 +266,13 @@ def test_a_rerun_after_a_crash_pays_only_for_what_was_not_done(liberalism, tmp_p
 
 @pytest.mark.parametrize("weighting", ["raw", "pmi", "importance"])
 def test_every_likelihood_weighting_finds_the_covering_instruction(scripted_lm, liberalism, weighting):
-    metric = TotalCorrelationBound(liberalism, judge=ValueJudge(lm=scripted_lm), reference=ScriptedReference(),
-                                   redundancy=RedundancyScorer(HashingEmbedder()), likelihood_weighting=weighting)
+    metric = TotalCorrelationBound(
+        liberalism,
+        judge=ValueJudge(lm=scripted_lm),
+        reference=ScriptedReference(),
+        redundancy=RedundancyScorer(HashingEmbedder()),
+        likelihood_weighting=weighting,
+    )
     assert covers_all(compile_program(Assistant(), metric, scripted_lm).picaco_result.final_instruction)
 
 
@@ -310,7 +296,6 @@ def test_budget_stops_cleanly_and_keeps_the_best_so_far(scripted_metric, scripte
     assert result.final_instruction in {c.instruction for r in result.iterations for c in r.candidates}
 
 
-
 def test_a_budget_below_one_iteration_is_refused(scripted_metric, scripted_lm):
     with pytest.raises(ConfigurationError, match="does not pay for one iteration"):
         compile_program(Assistant(), scripted_metric, scripted_lm, max_lm_calls=30)
@@ -321,15 +306,21 @@ def test_several_threads_give_the_same_run_as_one(scripted_metric, tmp_path):
     locked: the order in which threads finish cannot change the outcome."""
     outcomes = []
     for threads in (1, 6):
-        dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=True,
-                             disk_cache_dir=str(tmp_path / f"cache{threads}"))
+        dspy.configure_cache(
+            enable_disk_cache=True, enable_memory_cache=True, disk_cache_dir=str(tmp_path / f"cache{threads}")
+        )
         dspy.cache.reset_memory_cache()
         engine = ScriptedEngine()
         lm = dspy.LM("scripted/world", engine=engine, temperature=1.0, max_tokens=512)
-        metric = TotalCorrelationBound(scripted_metric.values, judge=ValueJudge(lm=lm), reference=ScriptedReference(),
-                                       redundancy=RedundancyScorer(HashingEmbedder()))
-        result = compile_program(Assistant(), metric, lm, num_threads=threads, storage=None,
-                                 log_dir=tmp_path / f"log{threads}").picaco_result
+        metric = TotalCorrelationBound(
+            scripted_metric.values,
+            judge=ValueJudge(lm=lm),
+            reference=ScriptedReference(),
+            redundancy=RedundancyScorer(HashingEmbedder()),
+        )
+        result = compile_program(
+            Assistant(), metric, lm, num_threads=threads, storage=None, log_dir=tmp_path / f"log{threads}"
+        ).picaco_result
         pools = json.loads((tmp_path / f"log{threads}" / "pools.json").read_text())
         outcomes.append((result, pools, dict(engine.calls)))
     (one, pools_one, calls_one), (many, pools_many, calls_many) = outcomes

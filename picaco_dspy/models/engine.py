@@ -168,7 +168,6 @@ def _generate(
     """
     import torch
 
-
     device = next(model.parameters()).device
     stop_ids = {
         i for i in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")) if isinstance(i, int)

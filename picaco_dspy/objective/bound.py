@@ -315,22 +315,25 @@ class TotalCorrelationBound:
             weights.append(pi.tolist())
         return InstructionScore(float(np.mean(per_prompt)), per_prompt, weights)
 
-
-    def _baseline_requests(self, pools: list[tuple[str, list[PoolItem]]],
-                           bare_instruction: str | None) -> list[LikelihoodRequest]:
+    def _baseline_requests(
+        self, pools: Sequence[tuple[str, Sequence[PoolItem]]], bare_instruction: str | None
+    ) -> list[LikelihoodRequest]:
         """What each response's log-likelihood is compared with: the bare prompt (PMI) or its own origin."""
         if self.likelihood_weighting == "pmi":
             if bare_instruction is None:
                 raise ConfigurationError("likelihood_weighting='pmi' needs the instruction-free system text.")
-            return [LikelihoodRequest(bare_instruction, prompt, item.response) for prompt, items in pools
-                    for item in items]
+            return [
+                LikelihoodRequest(bare_instruction, prompt, item.response) for prompt, items in pools for item in items
+            ]
         missing = sum(item.origin is None for _, items in pools for item in items)
         if missing:
             raise ConfigurationError(
                 f"likelihood_weighting='importance' needs each pool item's origin instruction ({missing} lack one); "
                 "set PoolItem.origin or use likelihood_weighting='raw'."
             )
-        return [LikelihoodRequest(item.origin, prompt, item.response) for prompt, items in pools for item in items]
+        return [
+            LikelihoodRequest(item.origin or "", prompt, item.response) for prompt, items in pools for item in items
+        ]
 
 
 def prompt_text(example: Any, field: str | None = None) -> str:

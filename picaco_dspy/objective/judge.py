@@ -235,7 +235,7 @@ class ValueJudge(dspy.Module):
             expected = {n: expected_score_at(tokens, spans[n].start) for n in names}
             if any(v is None for v in expected.values()):
                 return conformity, "parsed"
-            return {n: float(v) for n, v in expected.items()}, "logprobs"
+            return {n: float(v) for n, v in expected.items() if v is not None}, "logprobs"
 
         conformity, method, attempts, raw = self._call_with_retries(
             self.rate_all, read, prompt=prompt, response=fenced, values=values.observation_text()

@@ -100,8 +100,8 @@ class ReferenceModel:
                 "A model passed as an object needs its tokenizer: ReferenceModel(model, tokenizer=tok)."
             )
         self.model_name = model if isinstance(model, str) else type(model).__name__
-        self._model = None if isinstance(model, str) else model
-        self._tokenizer = tokenizer
+        self._model: Any = None if isinstance(model, str) else model
+        self._tokenizer: Any = tokenizer
         self.device = device
         self.dtype = dtype
         self.batch_size = batch_size

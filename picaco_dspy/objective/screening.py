@@ -26,23 +26,77 @@ from dataclasses import dataclass
 SCREEN_VERSION = 1
 """Bumped whenever canonicalisation or screening changes what the judge sees (part of a stored run's identity)."""
 
-_INVISIBLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f\u202a-\u202e"
-                        "\u2060-\u206f\ufe00-\ufe0f\ufeff]")
+_INVISIBLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufe00-\ufe0f\ufeff]"
+)
 _CHARACTER_RUN = re.compile(r"(.)\1{15,}", re.DOTALL)
 _BLANK_LINES = re.compile(r"\n[ \t]*(?:\n[ \t]*){2,}")
 _SPACE_RUN = re.compile(r"[ \t\u00a0]{4,}")
 
 # Cyrillic and Greek letters that look like Latin ones; folded only inside words that also contain Latin letters
 # (a mixed-script word is a spoof; genuine Russian or Greek text is left alone).
-_LOOKALIKE_TO_LATIN = str.maketrans({
-    "а": "a", "в": "b", "е": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p", "с": "c", "т": "t", "у": "y",
-    "х": "x", "і": "i", "ј": "j", "ѕ": "s", "ԁ": "d", "ԛ": "q", "ԝ": "w", "ү": "y", "һ": "h",
-    "А": "A", "В": "B", "Е": "E", "К": "K", "М": "M", "Н": "H", "О": "O", "Р": "P", "С": "C", "Т": "T", "Х": "X",
-    "І": "I", "Ј": "J", "Ѕ": "S",
-    "α": "a", "ε": "e", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x",
-    "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N", "Ο": "O", "Ρ": "P",
-    "Τ": "T", "Υ": "Y", "Χ": "X",
-})
+_LOOKALIKE_TO_LATIN = str.maketrans(
+    {
+        "а": "a",
+        "в": "b",
+        "е": "e",
+        "к": "k",
+        "м": "m",
+        "н": "h",
+        "о": "o",
+        "р": "p",
+        "с": "c",
+        "т": "t",
+        "у": "y",
+        "х": "x",
+        "і": "i",
+        "ј": "j",
+        "ѕ": "s",
+        "ԁ": "d",
+        "ԛ": "q",
+        "ԝ": "w",
+        "ү": "y",
+        "һ": "h",
+        "А": "A",
+        "В": "B",
+        "Е": "E",
+        "К": "K",
+        "М": "M",
+        "Н": "H",
+        "О": "O",
+        "Р": "P",
+        "С": "C",
+        "Т": "T",
+        "Х": "X",
+        "І": "I",
+        "Ј": "J",
+        "Ѕ": "S",
+        "α": "a",
+        "ε": "e",
+        "ι": "i",
+        "κ": "k",
+        "ν": "v",
+        "ο": "o",
+        "ρ": "p",
+        "τ": "t",
+        "υ": "u",
+        "χ": "x",
+        "Α": "A",
+        "Β": "B",
+        "Ε": "E",
+        "Ζ": "Z",
+        "Η": "H",
+        "Ι": "I",
+        "Κ": "K",
+        "Μ": "M",
+        "Ν": "N",
+        "Ο": "O",
+        "Ρ": "P",
+        "Τ": "T",
+        "Υ": "Y",
+        "Χ": "X",
+    }
+)
 _WORD = re.compile(r"\w+")
 _LATIN = re.compile(r"[A-Za-z]")
 _LOOKALIKE = re.compile("[" + "".join(chr(c) for c in _LOOKALIKE_TO_LATIN) + "]")
@@ -111,8 +165,10 @@ _EVALUATOR_DIRECTED = [
     r"(?:忽略|无视|無視|评估者|评估员|评分者|评委|评审|裁判|評価者|採点者|满分|満点|打\s*[5五]\s*分|평가자|채점자|만점)",
 ]
 _EVALUATOR_DIRECTED_RE = re.compile("|".join(f"(?:{p})" for p in _EVALUATOR_DIRECTED), re.IGNORECASE | re.DOTALL)
-_MARKUP = re.compile(r"\[\s*\[\s*##|##\s*\]\s*\]|<<<|>>>|^\s*(?:ratings?|scores?|verdict|conformity)\s*[:=]",
-                     re.IGNORECASE | re.MULTILINE)
+_MARKUP = re.compile(
+    r"\[\s*\[\s*##|##\s*\]\s*\]|<<<|>>>|^\s*(?:ratings?|scores?|verdict|conformity)\s*[:=]",
+    re.IGNORECASE | re.MULTILINE,
+)
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s*")
 
 
@@ -178,6 +234,4 @@ def _score_line_pattern(value_names: Sequence[str]) -> re.Pattern[str] | None:
     names = [re.escape(unicodedata.normalize("NFKC", n)) for n in value_names if n.strip()]
     if not names:
         return None
-    return re.compile(
-        rf"[\"']?(?:{'|'.join(names)})[\"']?\s*[:=]\s*[\"']?\d+(?:\.\d+)?\b", re.IGNORECASE
-    )
+    return re.compile(rf"[\"']?(?:{'|'.join(names)})[\"']?\s*[:=]\s*[\"']?\d+(?:\.\d+)?\b", re.IGNORECASE)

@@ -55,12 +55,16 @@ class Budget:
             return f"{totals['calls']:.0f} of max_lm_calls={self.max_calls} spent, about {calls_needed} more needed"
         tokens_needed = projected("total_tokens")
         if self.max_tokens is not None and totals["total_tokens"] + tokens_needed > self.max_tokens:
-            return (f"{totals['total_tokens']:.0f} of max_tokens={self.max_tokens} spent, about {tokens_needed:.0f} "
-                    "more needed")
+            return (
+                f"{totals['total_tokens']:.0f} of max_tokens={self.max_tokens} spent, about {tokens_needed:.0f} "
+                "more needed"
+            )
         cost_needed = projected("cost_usd")
         if self.max_cost_usd is not None and totals["cost_usd"] + cost_needed > self.max_cost_usd:
-            return (f"${totals['cost_usd']:.4f} of max_cost_usd={self.max_cost_usd} spent, about ${cost_needed:.4f} "
-                    "more needed")
+            return (
+                f"${totals['cost_usd']:.4f} of max_cost_usd={self.max_cost_usd} spent, about ${cost_needed:.4f} "
+                "more needed"
+            )
         return None
 
     def to_dict(self) -> dict[str, Any]:

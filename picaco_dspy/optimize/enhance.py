@@ -46,8 +46,9 @@ def build_noisy_pool(problem: AlignmentProblem, session: RunSession) -> dict[str
         A summary: responses ``sampled``, ``kept``, ``failed`` and their ``mean_redundancy``.
     """
     capacity = problem.schedule.noisy_pool_size
-    rollouts = session.sample(None, iteration=0, samples=problem.noisy_samples,
-                              inputs=[pool.inputs for pool in problem.pools])
+    rollouts = session.sample(
+        None, iteration=0, samples=problem.noisy_samples, inputs=[pool.inputs for pool in problem.pools]
+    )
     by_prompt: dict[int, list[tuple[int, str]]] = {}
     failed = 0
     for rollout in rollouts:
@@ -93,8 +94,12 @@ def enhance_responses(
     problem: AlignmentProblem, session: RunSession, iteration: int, instruction: str, settings: StepSettings
 ) -> Enhancement:
     """Sample new responses under ``instruction``, judge them and merge them into the aligned pools."""
-    rollouts = session.sample(instruction, iteration=iteration, samples=settings.samples_per_prompt,
-                              inputs=[pool.inputs for pool in problem.pools])
+    rollouts = session.sample(
+        instruction,
+        iteration=iteration,
+        samples=settings.samples_per_prompt,
+        inputs=[pool.inputs for pool in problem.pools],
+    )
     ok = [r for r in rollouts if not isinstance(r.response, Exception)]
     failed = len(rollouts) - len(ok)
     scored = session.judge([(problem.pools[r.prompt_index].prompt, str(r.response)) for r in ok])

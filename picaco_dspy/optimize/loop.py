@@ -50,20 +50,28 @@ def run_picaco(
 
     logger.info(
         "PICACO run %s: %d prompts, %d values, predictors %s, up to %d iterations (%s schedule)",
-        result.run_name, n, len(problem.values), result.predictor_names, schedule.max_iterations,
+        result.run_name,
+        n,
+        len(problem.values),
+        result.predictor_names,
+        schedule.max_iterations,
         "Optuna-steered" if schedule.steered else "fixed",
     )
-    noisy_cost = phase_cost(rollouts=n * problem.noisy_samples, judged=n * schedule.noisy_pool_size,
-                            judge_calls_per_response=per_response)  # only the M2 kept per prompt are judged
+    noisy_cost = phase_cost(
+        rollouts=n * problem.noisy_samples, judged=n * schedule.noisy_pool_size, judge_calls_per_response=per_response
+    )  # only the M2 kept per prompt are judged
     if schedule.noisy_pool_size and guard.allows(noisy_cost, "noisy-pool"):
         result.noisy_pool = build_noisy_pool(problem, session)
         checkpoint()
 
-    current, history = problem.seed_instruction, []
+    current, history = problem.seed_instruction, list[tuple[str, float]]()
     for iteration in range(1, schedule.max_iterations + 1):
         settings = policy.settings(iteration)
-        cost = phase_cost(rollouts=n * settings.samples_per_prompt, judge_calls_per_response=per_response,
-                          proposals=settings.num_candidates)
+        cost = phase_cost(
+            rollouts=n * settings.samples_per_prompt,
+            judge_calls_per_response=per_response,
+            proposals=settings.num_candidates,
+        )
         if not guard.allows(cost, f"iteration-{iteration}"):
             if iteration == 1:
                 raise ConfigurationError(
@@ -75,7 +83,11 @@ def run_picaco(
         refinement = refine_instruction(problem, session, policy, iteration, current, history, settings)
         current = refinement.instruction
         record = IterationRecord.from_phases(
-            iteration, enhancement, refinement, settings=settings.to_dict(), usage=session.ledger(),
+            iteration,
+            enhancement,
+            refinement,
+            settings=settings.to_dict(),
+            usage=session.ledger(),
             wall_seconds=round(time.monotonic() - started, 3),
         )
         if iteration == 1:
@@ -85,8 +97,13 @@ def run_picaco(
         history.extend((c.instruction, c.J) for c in reversed(refinement.candidates))
         logger.info(
             "Iteration %d/%d: J(e) = %.4f (gain %+.4f%s), mean r of new responses = %.4f, conformity %s",
-            iteration, schedule.max_iterations, record.J, record.gain, ", pruned" if record.pruned else "",
-            record.mean_reward, ", ".join(f"{v} {c:.2f}" for v, c in record.conformity.items()),
+            iteration,
+            schedule.max_iterations,
+            record.J,
+            record.gain,
+            ", pruned" if record.pruned else "",
+            record.mean_reward,
+            ", ".join(f"{v} {c:.2f}" for v, c in record.conformity.items()),
         )
         checkpoint()
         if policy.stalled([(r.gain, r.pruned) for r in result.iterations]):

@@ -56,7 +56,10 @@ class AlignmentProblem:
 
     def pool_items(self, prompt_indices: Sequence[int], aligned_limit: int | None) -> list[tuple[str, list[PoolItem]]]:
         """The non-empty pools of the given prompts, as ``J(e)`` input (aligned top ``aligned_limit`` + noisy)."""
-        pools = [(self.pools[i].prompt, self.pools[i].items(system_for=self.system_for, aligned_limit=aligned_limit)) for i in prompt_indices]
+        pools = [
+            (self.pools[i].prompt, self.pools[i].items(system_for=self.system_for, aligned_limit=aligned_limit))
+            for i in prompt_indices
+        ]
         return [(prompt, items) for prompt, items in pools if items]
 
 

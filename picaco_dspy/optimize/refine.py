@@ -52,8 +52,12 @@ def refine_instruction(
     m1 = settings.aligned_pool_size
     pooled = [(pool.prompt, item) for pool in problem.pools for item in pool.aligned[:m1]]
     proposals, failures = session.propose(
-        iteration=iteration, current=current, history=history, pooled=pooled,
-        num_candidates=settings.num_candidates, temperature=settings.proposal_temperature,
+        iteration=iteration,
+        current=current,
+        history=history,
+        pooled=pooled,
+        num_candidates=settings.num_candidates,
+        temperature=settings.proposal_temperature,
     )
     texts = [current] + [p for p in dict.fromkeys(proposals) if p != current]
     origins = ["current"] + ["proposed"] * (len(texts) - 1)

@@ -181,7 +181,11 @@ def resolve_schedule(auto: str | None, overrides: dict[str, Any]) -> Schedule:
     given = {k: v for k, v in overrides.items() if v is not None}
     if auto is None:
         fixed_keys = {
-            "num_iterations", "num_candidates", "aligned_pool_size", "noisy_pool_size", "samples_per_prompt",
+            "num_iterations",
+            "num_candidates",
+            "aligned_pool_size",
+            "noisy_pool_size",
+            "samples_per_prompt",
             "proposal_temperature",
         }
         schedule = paper_schedule(**{k: v for k, v in given.items() if k in fixed_keys})
@@ -262,8 +266,9 @@ class ScheduleSteering:
         trial.report(float(gain), step)
         return bool(trial.should_prune())
 
-    def tell(self, iteration: int, settings: StepSettings, gain: float, pruned: bool,
-             intermediate: dict[int, float]) -> None:
+    def tell(
+        self, iteration: int, settings: StepSettings, gain: float, pruned: bool, intermediate: dict[int, float]
+    ) -> None:
         """Record the finished step (the first step is added as a completed trial with its fixed settings)."""
         optuna = self._optuna
         state = optuna.trial.TrialState.PRUNED if pruned else optuna.trial.TrialState.COMPLETE
@@ -365,20 +370,28 @@ class StepPolicy:
             return False
         return bool(self._decide("prune", (iteration, minibatch), lambda: steering.report(settings, minibatch, gain)))
 
-    def tell(self, iteration: int, settings: StepSettings, gain: float, pruned: bool,
-             intermediate: dict[int, float]) -> None:
+    def tell(
+        self, iteration: int, settings: StepSettings, gain: float, pruned: bool, intermediate: dict[int, float]
+    ) -> None:
         """Record the finished step with Optuna (once per run)."""
         steering = self.steering
-        if steering is not None:
-            self._decide("tell", (iteration,),
-                         lambda: steering.tell(iteration, settings, gain, pruned, intermediate) or True)
+        if steering is None:
+            return
+
+        def tell() -> bool:  # a stored decision needs a value
+            steering.tell(iteration, settings, gain, pruned, intermediate)
+            return True
+
+        self._decide("tell", (iteration,), tell)
 
     def stalled(self, gains: Sequence[tuple[float, bool]]) -> bool:
         """Whether the last ``patience`` steps (``(gain, pruned)`` each, oldest first) all failed to improve."""
         patience = self.schedule.patience
         recent = list(gains)[-patience:] if patience else []
-        return bool(patience) and len(recent) == patience and all(
-            pruned or gain < self.schedule.min_improvement for gain, pruned in recent
+        return (
+            bool(patience)
+            and len(recent) == patience
+            and all(pruned or gain < self.schedule.min_improvement for gain, pruned in recent)
         )
 
 

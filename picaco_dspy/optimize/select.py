@@ -30,18 +30,23 @@ def select_final(
     last = iterations[-1]
     chosen = [seed] + [r.instruction for r in iterations]
     pool = list(dict.fromkeys(chosen + [c.instruction for c in last.candidates]))
-    scores, _ = instruction_scores(problem, session, pool, range(len(problem.pools)),
-                                   last.settings.get("aligned_pool_size"))
+    scores, _ = instruction_scores(
+        problem, session, pool, range(len(problem.pools)), last.settings.get("aligned_pool_size")
+    )
     final_J = dict(zip(pool, scores))
     contenders = sorted(pool, key=lambda t: -final_J[t])[: problem.final_candidates]
     if seed not in contenders:
         contenders.append(seed)
     on_valset = problem.val_inputs is not None and guard.allows(
-        phase_cost(rollouts=len(contenders) * len(problem.val_inputs),
-                   judge_calls_per_response=problem.judge_calls_per_response),
+        phase_cost(
+            rollouts=len(contenders) * len(problem.val_inputs),
+            judge_calls_per_response=problem.judge_calls_per_response,
+        ),
         "valset-selection",
     )
-    selection = SelectionRecord("valset") if on_valset else SelectionRecord("pools", {t: final_J[t] for t in contenders})
+    selection = (
+        SelectionRecord("valset") if on_valset else SelectionRecord("pools", {t: final_J[t] for t in contenders})
+    )
     if on_valset:
         _score_on_valset(problem, session, contenders, selection)
     best = max(contenders, key=lambda t: (selection.scores[t], t != seed))

@@ -29,12 +29,12 @@ class _MeteredMixin:
     def __call__(self, *args: Any, **kwargs: Any):
         _check_budget(self._picaco_meter, self._picaco_max_calls)
         with self._picaco_meter.track(self._picaco_role):
-            return super().__call__(*args, **kwargs)
+            return super().__call__(*args, **kwargs)  # type: ignore[misc]  # the LM class it is mixed into
 
     async def acall(self, *args: Any, **kwargs: Any):
         _check_budget(self._picaco_meter, self._picaco_max_calls)
         with self._picaco_meter.track(self._picaco_role):
-            return await super().acall(*args, **kwargs)
+            return await super().acall(*args, **kwargs)  # type: ignore[misc]
 
 
 _CLASSES: dict[type, type] = {}

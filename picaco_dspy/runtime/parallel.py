@@ -55,8 +55,9 @@ def generate_responses(
     """Run each ``(program, inputs)`` job and return its response text, or the exception it raised."""
 
     with _track(meter, "target"):
-        return parallel_map(lambda job: run_program(job[0], job[1], response_field), jobs, num_threads=num_threads,
-                            progress=progress)
+        return parallel_map(
+            lambda job: run_program(job[0], job[1], response_field), jobs, num_threads=num_threads, progress=progress
+        )
 
 
 def run_program(program: dspy.Module, inputs: dict[str, Any], response_field: str | None = None) -> str | Exception:
@@ -92,8 +93,12 @@ def score_responses(
 
     q_phi = metric.redundancy_of([p for p, _ in items], [r for _, r in items])
     with _track(meter, "judge"):
-        return parallel_map(lambda job: judge_response(metric, *job), [(p, r, q) for (p, r), q in zip(items, q_phi)],
-                            num_threads=num_threads, progress=progress)
+        return parallel_map(
+            lambda job: judge_response(metric, *job),
+            [(p, r, q) for (p, r), q in zip(items, q_phi)],
+            num_threads=num_threads,
+            progress=progress,
+        )
 
 
 def _track(meter: UsageMeter | None, role: str):
@@ -105,4 +110,3 @@ def _track(meter: UsageMeter | None, role: str):
 def _short(inputs: dict[str, Any]) -> str:
     text = " ".join(str(v) for v in inputs.values())
     return text if len(text) <= 60 else text[:57] + "..."
-

@@ -104,8 +104,14 @@ class RunSession:
         self.store = RunStore(url, heartbeat_seconds=min(5.0, claim_timeout / 4), stale_after_seconds=claim_timeout)
         try:
             resumed = self.store.open_run(identity.name, identity.fingerprint, run_spec)
-            self.board = WorkBoard(self.store, identity.name, meter=self.meter, num_threads=num_threads,
-                                   progress=progress, retry_policy=retry_policy)
+            self.board = WorkBoard(
+                self.store,
+                identity.name,
+                meter=self.meter,
+                num_threads=num_threads,
+                progress=progress,
+                retry_policy=retry_policy,
+            )
         except BaseException:
             self.store.close()
             raise
@@ -144,8 +150,9 @@ class RunSession:
         own = self.own if instruction is not None else {}
         ids = [rollout_id(self.seed, iteration, j) for j in range(samples)]
         programs = [  # built here, not in the worker threads
-            with_meta_instruction(self.student, own, instruction or "", rollout_id=rid,
-                                  temperature=self.response_temperature)
+            with_meta_instruction(
+                self.student, own, instruction or "", rollout_id=rid, temperature=self.response_temperature
+            )
             for rid in ids
         ]
         jobs = {
@@ -183,7 +190,7 @@ class RunSession:
         iteration: int,
         current: str,
         history: list[tuple[str, float]],
-        pooled: list[tuple[str, PoolItem | Any]],
+        pooled: Sequence[tuple[str, Any]],
         num_candidates: int,
         temperature: float,
     ) -> tuple[list[str], list[str]]:
@@ -192,8 +199,13 @@ class RunSession:
 
         def propose_one(index: int) -> dict[str, list[str]]:
             proposals, failures = self.proposer(
-                self.metric.values, current, history, pooled,
-                num_candidates=1, temperature=temperature, rollout_base=base + index,
+                self.metric.values,
+                current,
+                history,
+                pooled,
+                num_candidates=1,
+                temperature=temperature,
+                rollout_base=base + index,
             )
             return {"proposals": list(proposals), "failures": list(failures)}
 

@@ -156,9 +156,7 @@ class RunStore:
         stale_after_seconds: A worker silent this long is taken for dead and its claims are taken over.
     """
 
-    def __init__(
-        self, url: str | None, *, heartbeat_seconds: float = 5.0, stale_after_seconds: float = 30.0
-    ) -> None:
+    def __init__(self, url: str | None, *, heartbeat_seconds: float = 5.0, stale_after_seconds: float = 30.0) -> None:
         if stale_after_seconds <= heartbeat_seconds:
             raise ConfigurationError("stale_after_seconds must be larger than heartbeat_seconds.")
         self.url = url
@@ -182,7 +180,7 @@ class RunStore:
             self._beat_thread.join(timeout=self.heartbeat_seconds + 1)
         self.engine.dispose()
         if self._temporary:
-            shutil.rmtree(Path(self.engine.url.database).parent, ignore_errors=True)
+            shutil.rmtree(Path(str(self.engine.url.database)).parent, ignore_errors=True)
 
     # ------------------------------------------------------------------ runs
     def open_run(self, name: str, fingerprint: str, spec: Mapping[str, Any] | None = None) -> bool:
@@ -227,7 +225,7 @@ class RunStore:
         """Every run in the store with its result count."""
         with self.engine.begin() as conn:
             names = conn.execute(sa.select(_runs.c.name, _runs.c.created_at).order_by(_runs.c.created_at)).all()
-            counts = dict(
+            counts: dict[str, int] = dict(
                 conn.execute(sa.select(_results.c.run, sa.func.count()).group_by(_results.c.run)).all()
             )
         return [{"name": n, "created_at": t, "results": counts.get(n, 0)} for n, t in names]
@@ -241,9 +239,7 @@ class RunStore:
             for start in range(0, len(keys), _KEY_CHUNK):
                 chunk = keys[start : start + _KEY_CHUNK]
                 rows = conn.execute(
-                    sa.select(_results).where(
-                        _results.c.run == run, _results.c.kind == kind, _results.c.key.in_(chunk)
-                    )
+                    sa.select(_results).where(_results.c.run == run, _results.c.kind == kind, _results.c.key.in_(chunk))
                 ).all()
                 for row in rows:
                     found[row.key] = StoredResult(
@@ -289,9 +285,7 @@ class RunStore:
                         created_at=time.time(),
                     )
                 )
-                conn.execute(
-                    _claims.delete().where(_claims.c.run == run, _claims.c.kind == kind, _claims.c.key == key)
-                )
+                conn.execute(_claims.delete().where(_claims.c.run == run, _claims.c.kind == kind, _claims.c.key == key))
             return True
         except IntegrityError:
             return False
@@ -338,9 +332,14 @@ class RunStore:
                 got = self._take_over(run, kind, key, worker)
             if got and self._has_result(run, kind, key):  # finished by another worker since we last looked
                 with self.engine.begin() as conn:
-                    conn.execute(_claims.delete().where(
-                        _claims.c.run == run, _claims.c.kind == kind, _claims.c.key == key, _claims.c.worker == worker
-                    ))
+                    conn.execute(
+                        _claims.delete().where(
+                            _claims.c.run == run,
+                            _claims.c.kind == kind,
+                            _claims.c.key == key,
+                            _claims.c.worker == worker,
+                        )
+                    )
                 got = False
             if got:
                 claimed.append(key)
@@ -348,9 +347,14 @@ class RunStore:
 
     def _has_result(self, run: str, kind: str, key: str) -> bool:
         with self.engine.begin() as conn:
-            return conn.execute(
-                sa.select(_results.c.key).where(_results.c.run == run, _results.c.kind == kind, _results.c.key == key)
-            ).first() is not None
+            return (
+                conn.execute(
+                    sa.select(_results.c.key).where(
+                        _results.c.run == run, _results.c.kind == kind, _results.c.key == key
+                    )
+                ).first()
+                is not None
+            )
 
     def _take_over(self, run: str, kind: str, key: str, worker: str) -> bool:
         with self.engine.begin() as conn:
@@ -392,7 +396,11 @@ class RunStore:
         with self.engine.begin() as conn:
             conn.execute(
                 _workers.insert().values(
-                    run=run, worker=worker, host=socket.gethostname()[:200], pid=os.getpid(), started_at=now,
+                    run=run,
+                    worker=worker,
+                    host=socket.gethostname()[:200],
+                    pid=os.getpid(),
+                    started_at=now,
                     last_seen=now,
                 )
             )

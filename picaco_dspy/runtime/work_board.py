@@ -96,7 +96,7 @@ class WorkBoard:
         self,
         kind: str,
         jobs: Mapping[str, P],
-        execute: Callable[[P], Any],
+        execute: Callable[..., Any],
         *,
         role: str | None = None,
         describe: str = "",
@@ -201,8 +201,14 @@ class WorkBoard:
             wait = policy.delay(attempt + 1, value)
             with self._lock:
                 self.retries[kind] = self.retries.get(kind, 0) + 1
-            logger.warning("%s call failed (%s); retry %d/%d in %.1f s", kind, describe(value, brief=True), attempt + 1,
-                           policy.max_retries, wait)
+            logger.warning(
+                "%s call failed (%s); retry %d/%d in %.1f s",
+                kind,
+                describe(value, brief=True),
+                attempt + 1,
+                policy.max_retries,
+                wait,
+            )
             time.sleep(wait)
         usage = job_meter.role(role).to_dict() if role is not None else {}
         failed = isinstance(value, Exception)

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 from dspy.lm15 import Message, Response, TextPart
 
+from picaco_dspy.runtime.retries import RetryPolicy
 from picaco_dspy.testing.scripted_world import ScriptedEngine
 
 
@@ -82,8 +83,13 @@ class FaultyEngine(ScriptedEngine):
         if fault in ("malformed", "truncated"):
             text = response.message.parts[0].text
             broken = "I think the answer is" if fault == "malformed" else text[: max(1, len(text) // 3)]
-            return Response(id=None, model="scripted", message=Message.assistant([TextPart(broken)]),
-                            finish_reason="length" if fault == "truncated" else "stop", usage=response.usage)
+            return Response(
+                id=None,
+                model="scripted",
+                message=Message.assistant([TextPart(broken)]),
+                finish_reason="length" if fault == "truncated" else "stop",
+                usage=response.usage,
+            )
         return response
 
 
@@ -166,22 +172,57 @@ class MisbehavingServer:
                 self.log.server_errors += 1
                 return 500, {"error": {"message": "internal error", "type": "server_error"}}, {}
         messages = request["messages"]
-        system = "".join(m["content"] if isinstance(m["content"], str) else m["content"][0]["text"]
-                         for m in messages if m["role"] == "system")
+        system = "".join(
+            m["content"] if isinstance(m["content"], str) else m["content"][0]["text"]
+            for m in messages
+            if m["role"] == "system"
+        )
         user = messages[-1]["content"]
         user = user if isinstance(user, str) else "".join(part.get("text", "") for part in user)
-        fake = SimpleNamespace(system=system, messages=[SimpleNamespace(text=user)],
-                               config=SimpleNamespace(seed=request.get("seed"), temperature=request.get("temperature")))
+        fake = SimpleNamespace(
+            system=system,
+            messages=[SimpleNamespace(text=user)],
+            config=SimpleNamespace(seed=request.get("seed"), temperature=request.get("temperature")),
+        )
         response = self.engine.complete(fake)
         with self._lock:
             self.log.answered += 1
         text = response.message.parts[0].text
-        return 200, {
-            "id": "chatcmpl-test",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": request.get("model", "fake"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": response.usage.input_tokens, "completion_tokens": response.usage.output_tokens,
-                      "total_tokens": response.usage.total_tokens},
-        }, {}
+        return (
+            200,
+            {
+                "id": "chatcmpl-test",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": request.get("model", "fake"),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": {
+                    "prompt_tokens": response.usage.input_tokens,
+                    "completion_tokens": response.usage.output_tokens,
+                    "total_tokens": response.usage.total_tokens,
+                },
+            },
+            {},
+        )
+
+
+FAST_RETRIES = RetryPolicy(max_retries=3, base_delay=0.01, max_delay=0.05)  # retries without waiting seconds
+
+
+def compile_through(lm, storage, **overrides):
+    """Compile the scripted world's assistant through ``lm`` (a faulty engine or server) and return the
+    :class:`~picaco_dspy.optimize.result.PICACOResult`; the judge retries a malformed answer once."""
+    import dspy
+
+    from picaco_dspy.programs.assistant import Assistant
+    from picaco_dspy.teleprompter import PICACO
+    from picaco_dspy.testing.scripted_world import SETTINGS, prompts, scripted_metric
+
+    optimizer = PICACO(
+        metric=scripted_metric(lm, judge_retries=1),
+        prompt_model=lm,
+        storage=storage,
+        **{**SETTINGS, "retry_policy": FAST_RETRIES, **overrides},
+    )
+    with dspy.context(lm=lm):
+        return optimizer.compile(Assistant(), trainset=prompts(4), valset=prompts(3, offset=100)).picaco_result

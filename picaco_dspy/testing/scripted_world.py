@@ -227,3 +227,54 @@ def assistant_with(instruction: str):
     program = Assistant()
     program.respond.signature = program.respond.signature.with_instructions(instruction)
     return program
+
+
+# ---------------------------------------------------------------------- a small compile in this world
+SETTINGS = dict(  # a PICACO schedule small enough for a test: 4 prompts, 4 iterations, about 150 calls
+    num_iterations=4,
+    num_candidates=4,
+    aligned_pool_size=3,
+    noisy_pool_size=2,
+    samples_per_prompt=2,
+    num_threads=1,
+    seed=0,
+    progress=False,
+)
+
+
+def prompts(n: int, offset: int = 0) -> list:
+    """``n`` distinct examples with a ``query`` input."""
+    import dspy
+
+    return [
+        dspy.Example(query=f"How should I spend free day number {i + offset}?").with_inputs("query") for i in range(n)
+    ]
+
+
+def covers_all(instruction: str) -> bool:
+    """Whether the target honours every value under ``instruction`` (the world's optimum)."""
+    return all(p >= 0.9 for p in honour_probabilities(instruction).values())
+
+
+def scripted_metric(lm, *, judge_retries: int | None = None):
+    """The objective of this world: a judge on ``lm``, the scripted reference and hashing embeddings for ``q_phi``."""
+    from picaco_dspy.objective.bound import TotalCorrelationBound
+    from picaco_dspy.objective.judge import ValueJudge
+    from picaco_dspy.objective.redundancy import HashingEmbedder, RedundancyScorer
+
+    judge = ValueJudge(lm=lm) if judge_retries is None else ValueJudge(lm=lm, max_retries=judge_retries)
+    return TotalCorrelationBound(
+        "liberalism-4", judge=judge, reference=ScriptedReference(), redundancy=RedundancyScorer(HashingEmbedder())
+    )
+
+
+def compile_program(program, metric, lm, *, valset: bool = True, **overrides):
+    """Compile ``program`` with PICACO in this world (:data:`SETTINGS` updated by ``overrides``) on 4 prompts, with
+    3 held out."""
+    import dspy
+
+    from picaco_dspy.teleprompter import PICACO
+
+    optimizer = PICACO(metric=metric, prompt_model=lm, **{**SETTINGS, **overrides})
+    with dspy.context(lm=lm):
+        return optimizer.compile(program, trainset=prompts(4), valset=prompts(3, offset=100) if valset else None)

@@ -49,10 +49,27 @@ def _server() -> str:
     port = _free_port()
     data = os.path.join(folder, "data")
     _run([*as_user, initdb, "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"])
-    _run([*as_user, pg_ctl, "-D", data, "-l", os.path.join(folder, "server.log"), "-w", "-t", "60",
-          "-o", f"-h 127.0.0.1 -p {port} -k {folder} -c fsync=off", "start"])
-    atexit.register(lambda: subprocess.run([*as_user, pg_ctl, "-D", data, "-m", "immediate", "stop"],
-                                           capture_output=True, check=False))
+    _run(
+        [
+            *as_user,
+            pg_ctl,
+            "-D",
+            data,
+            "-l",
+            os.path.join(folder, "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-h 127.0.0.1 -p {port} -k {folder} -c fsync=off",
+            "start",
+        ]
+    )
+    atexit.register(
+        lambda: subprocess.run(
+            [*as_user, pg_ctl, "-D", data, "-m", "immediate", "stop"], capture_output=True, check=False
+        )
+    )
     return f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
 
 

@@ -31,11 +31,20 @@ from picaco_dspy.objective.redundancy import HashingEmbedder
 from picaco_dspy.testing.scripted_world import ScriptedEngine, ScriptedReference  # noqa: E402
 
 SETTINGS = dict(
-    num_iterations=4, num_candidates=4, aligned_pool_size=3, noisy_pool_size=2, samples_per_prompt=2, seed=0,
+    num_iterations=4,
+    num_candidates=4,
+    aligned_pool_size=3,
+    noisy_pool_size=2,
+    samples_per_prompt=2,
+    seed=0,
     progress=False,
 )
-PROMPTS = ["How should I plan my weekend?", "Give me advice on a career change.",
-           "What should I cook for friends?", "How do I pick a hobby?"]
+PROMPTS = [
+    "How should I plan my weekend?",
+    "Give me advice on a career change.",
+    "What should I cook for friends?",
+    "How do I pick a hobby?",
+]
 
 
 class Assistant(dspy.Module):
@@ -99,8 +108,15 @@ def main() -> None:
     settings = dict(SETTINGS)
     if args.auto:
         settings = {"auto": args.auto, "seed": 0, "progress": False, "noisy_pool_size": 2}
-    optimizer = PICACO(metric=metric, prompt_model=lm, storage=args.storage, run_name="scripted",
-                       num_threads=args.threads, claim_timeout=3.0, **settings)
+    optimizer = PICACO(
+        metric=metric,
+        prompt_model=lm,
+        storage=args.storage,
+        run_name="scripted",
+        num_threads=args.threads,
+        claim_timeout=3.0,
+        **settings,
+    )
     trainset = [dspy.Example(query=p).with_inputs("query") for p in PROMPTS]
     valset = [dspy.Example(query=f"Held-out question {i}").with_inputs("query") for i in range(3)]
     if args.barrier:  # start together
@@ -111,16 +127,21 @@ def main() -> None:
     with dspy.context(lm=lm):
         aligned = optimizer.compile(Assistant(), trainset=trainset, valset=valset)
     result = aligned.picaco_result
-    args.out.write_text(json.dumps({
-        "final_instruction": result.final_instruction,
-        "J": [r.J for r in result.iterations],
-        "settings": [r.settings for r in result.iterations],
-        "usage": result.usage,
-        "worker_usage": result.worker_usage,
-        "executed_jobs": result.executed_jobs,
-        "reused_results": result.reused_results,
-        "selection": result.selection.scores,
-    }), encoding="utf-8")
+    args.out.write_text(
+        json.dumps(
+            {
+                "final_instruction": result.final_instruction,
+                "J": [r.J for r in result.iterations],
+                "settings": [r.settings for r in result.iterations],
+                "usage": result.usage,
+                "worker_usage": result.worker_usage,
+                "executed_jobs": result.executed_jobs,
+                "reused_results": result.reused_results,
+                "selection": result.selection.scores,
+            }
+        ),
+        encoding="utf-8",
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,87 @@
+"""Model strings to DSPy objects: ``local`` (the embedded model), ``local:<HF id or folder>``, or a litellm string.
+
+Used by the CLI and the benchmarks; in Python, build the LMs yourself (``dspy.LM(...)``, :func:`embedded_lm`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import dspy
+
+from picaco_dspy.errors import ConfigurationError
+from picaco_dspy.models.adapters import PlainTextAdapter
+from picaco_dspy.models.embedded import embedded_judge, embedded_lm
+from picaco_dspy.objective.bound import TotalCorrelationBound
+from picaco_dspy.objective.judge import ValueJudge
+from picaco_dspy.objective.reference import ReferenceModel
+from picaco_dspy.objective.values import ValueSet
+from picaco_dspy.optimize.proposer import InstructionProposer, TemplateProposer
+
+
+def make_target(model: str, max_tokens: int, api_base: str | None = None) -> tuple[dspy.BaseLM, dspy.Adapter]:
+    """The target LM and the adapter it needs (plain text for local models, DSPy's chat adapter otherwise)."""
+    if is_local(model):
+        return embedded_lm(max_tokens=max_tokens, model=local_model(model)), PlainTextAdapter()
+    return litellm_lm(model, api_base, max_tokens=max_tokens), dspy.ChatAdapter()
+
+
+def make_metric(
+    values: ValueSet,
+    judge: str,
+    reference: str | None,
+    max_tokens: int,
+    api_base: str | None = None,
+    *,
+    beta: float = 1.0,
+) -> TotalCorrelationBound:
+    """The objective with the given judge model and reference model (None: no reference, for evaluation only)."""
+    if is_local(judge):
+        judge_module = embedded_judge(model=local_model(judge))
+    else:
+        judge_module = ValueJudge(lm=litellm_lm(judge, api_base, temperature=0.0))
+    ref = ReferenceModel(reference, max_response_tokens=max_tokens) if reference else None
+    return TotalCorrelationBound(values, judge=judge_module, reference=ref, beta=beta)
+
+
+def make_proposer(proposer: str, api_base: str | None = None) -> dict[str, Any]:
+    """PICACO keyword arguments selecting the proposer: ``template`` (no LM), a local model, or a litellm string."""
+    if proposer == "template":
+        return {"proposer": TemplateProposer()}
+    if is_local(proposer):
+        lm = embedded_lm(temperature=1.0, max_tokens=160, model=local_model(proposer))
+        return {"proposer": AdaptedProposer(InstructionProposer(lm), PlainTextAdapter())}
+    return {"prompt_model": litellm_lm(proposer, api_base, temperature=1.0)}
+
+
+class AdaptedProposer:
+    """Runs a proposer under a given adapter (the embedded model needs plain text)."""
+
+    def __init__(self, proposer: Any, adapter: dspy.Adapter) -> None:
+        self.proposer, self.adapter = proposer, adapter
+
+    def __call__(self, *args: Any, **kwargs: Any) -> tuple[list[str], list[str]]:
+        with dspy.context(adapter=self.adapter):
+            return self.proposer(*args, **kwargs)  # type: ignore[no-any-return]
+
+
+def is_local(model: str) -> bool:
+    """Whether ``model`` names an in-process model (``local`` or ``local:<id>``)."""
+    return model == "local" or model.startswith("local:")
+
+
+def local_model(model: str) -> str:
+    """``local`` is the embedded model; ``local:<HF id or folder>`` any transformers chat model, run in-process."""
+    return model.split(":", 1)[1] if model.startswith("local:") else "embedded"
+
+
+def litellm_lm(model: str, api_base: str | None = None, **kwargs: Any) -> dspy.LM:
+    """A DSPy LM for a litellm model string; with ``api_base``, an OpenAI-compatible server (key optional)."""
+    if "/" not in model:
+        raise ConfigurationError(
+            f"model {model!r} is not a litellm model string like 'openai/gpt-4o-mini' (or use 'local')"
+        )
+    if api_base:
+        kwargs.update(api_base=api_base, api_key=os.environ.get("OPENAI_API_KEY", "unused"))
+    return dspy.LM(model, **kwargs)
