@@ -17,7 +17,7 @@ from picaco_dspy.errors import ConfigurationError
 from picaco_dspy.optimize.budget import Budget
 from picaco_dspy.optimize.schedule import PRESETS, Schedule, resolve_schedule
 from picaco_dspy.runtime.session import MAX_SAMPLES
-from picaco_dspy.runtime.store import DEFAULT_STORAGE, resolve_storage_url
+from picaco_dspy.runtime.storage_url import DEFAULT_STORAGE, resolve_storage_url
 
 _SCHEDULE_FIELDS = (
     "num_iterations",

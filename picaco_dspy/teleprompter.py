@@ -30,7 +30,7 @@ from picaco_dspy.optimize.schedule import StepPolicy
 from picaco_dspy.runtime.identity import model_names, require_prices, run_identity
 from picaco_dspy.runtime.retries import RetryPolicy
 from picaco_dspy.runtime.session import RunSession
-from picaco_dspy.runtime.store import DEFAULT_STORAGE
+from picaco_dspy.runtime.storage_url import DEFAULT_STORAGE
 from picaco_dspy.settings import PICACOSettings
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,8 @@ import time
 import pytest
 
 from picaco_dspy.errors import ConfigurationError
-from picaco_dspy.runtime.store import RunStore, resolve_storage_url
+from picaco_dspy.runtime.storage_url import resolve_storage_url
+from picaco_dspy.runtime.store import RunStore
 from picaco_dspy.runtime.usage import UsageMeter
 from picaco_dspy.runtime.work_board import JobFailed, WorkBoard, job_key
 

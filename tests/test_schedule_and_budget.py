@@ -9,7 +9,8 @@ import pytest
 
 from picaco_dspy import PICACO
 from picaco_dspy.errors import ConfigurationError
-from picaco_dspy.optimize.schedule import Range, ScheduleSteering, StepSettings, resolve_schedule
+from picaco_dspy.optimize.schedule import Range, StepSettings, resolve_schedule
+from picaco_dspy.optimize.steering import ScheduleSteering
 from picaco_dspy.programs.assistant import Assistant
 from picaco_dspy.testing.scripted_world import compile_program, covers_all, prompts
 

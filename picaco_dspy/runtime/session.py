@@ -19,11 +19,13 @@ import dspy
 
 from picaco_dspy.objective.bound import PoolItem, ResponseScore, TotalCorrelationBound
 from picaco_dspy.optimize.program_edit import with_meta_instruction
-from picaco_dspy.optimize.schedule import Schedule, ScheduleSteering
+from picaco_dspy.optimize.schedule import Schedule
+from picaco_dspy.optimize.steering import ScheduleSteering
 from picaco_dspy.runtime.identity import RunIdentity
 from picaco_dspy.runtime.parallel import judge_response, run_program
 from picaco_dspy.runtime.retries import RetryPolicy
-from picaco_dspy.runtime.store import RunStore, redact_url, resolve_storage_url
+from picaco_dspy.runtime.storage_url import redact_url, resolve_storage_url
+from picaco_dspy.runtime.store import RunStore
 from picaco_dspy.runtime.usage import BUDGET_ROLES, UsageMeter
 from picaco_dspy.runtime.work_board import JobFailed, WorkBoard, job_key
 

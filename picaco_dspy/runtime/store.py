@@ -16,7 +16,6 @@ import logging
 import os
 import shutil
 import socket
-import tempfile
 import threading
 import time
 import uuid
@@ -29,56 +28,12 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from picaco_dspy.errors import ConfigurationError
+from picaco_dspy.runtime.database import CLAIMS, RESULTS, RUNS, WORKERS, create_tables, make_engine
+from picaco_dspy.runtime.storage_url import redact_url
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_STORAGE = "default"
 _KEY_CHUNK = 400
-
-_metadata = sa.MetaData()
-_runs = sa.Table(
-    "picaco_runs",
-    _metadata,
-    sa.Column("name", sa.String(200), primary_key=True),
-    sa.Column("fingerprint", sa.String(64), nullable=False),
-    sa.Column("spec", sa.Text, nullable=True),
-    sa.Column("created_at", sa.Float, nullable=False),
-)
-_results = sa.Table(
-    "picaco_results",
-    _metadata,
-    sa.Column("run", sa.String(200), primary_key=True),
-    sa.Column("kind", sa.String(32), primary_key=True),
-    sa.Column("key", sa.String(64), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-    sa.Column("failed", sa.Boolean, nullable=False, default=False),
-    sa.Column("role", sa.String(16), nullable=True),
-    sa.Column("calls", sa.Integer, nullable=False, default=0),
-    sa.Column("input_tokens", sa.Integer, nullable=False, default=0),
-    sa.Column("output_tokens", sa.Integer, nullable=False, default=0),
-    sa.Column("cost_usd", sa.Float, nullable=False, default=0.0),
-    sa.Column("worker", sa.String(64), nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-)
-_claims = sa.Table(
-    "picaco_claims",
-    _metadata,
-    sa.Column("run", sa.String(200), primary_key=True),
-    sa.Column("kind", sa.String(32), primary_key=True),
-    sa.Column("key", sa.String(64), primary_key=True),
-    sa.Column("worker", sa.String(64), nullable=False),
-    sa.Column("claimed_at", sa.Float, nullable=False),
-)
-_workers = sa.Table(
-    "picaco_workers",
-    _metadata,
-    sa.Column("run", sa.String(200), primary_key=True),
-    sa.Column("worker", sa.String(64), primary_key=True),
-    sa.Column("host", sa.String(200), nullable=False),
-    sa.Column("pid", sa.Integer, nullable=False),
-    sa.Column("started_at", sa.Float, nullable=False),
-    sa.Column("last_seen", sa.Float, nullable=False),
-)
 
 
 @dataclass(frozen=True)
@@ -92,59 +47,6 @@ class StoredResult:
     input_tokens: int
     output_tokens: int
     cost_usd: float
-
-
-def default_storage_url() -> str:
-    """``$PICACO_STORAGE``, else an SQLite file ``runs.db`` in ``$PICACO_CACHE_DIR`` (``~/.cache/picaco-dspy``)."""
-    if os.environ.get("PICACO_STORAGE"):
-        return os.environ["PICACO_STORAGE"]
-    root = Path(os.environ.get("PICACO_CACHE_DIR") or Path.home() / ".cache" / "picaco-dspy")
-    root.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{root / 'runs.db'}"
-
-
-def resolve_storage_url(storage: str | None) -> str | None:
-    """Turn the ``storage=`` argument into an SQLAlchemy URL (None keeps the run in memory).
-
-    Accepts ``"default"``, an SQLAlchemy URL (``sqlite:///runs.db``, ``postgresql+psycopg://user@host/db``) or a
-    plain path, taken as an SQLite file.
-    """
-    if storage is None:
-        return None
-    if not isinstance(storage, str) or not storage.strip():
-        raise ConfigurationError(
-            f"storage must be None, 'default', an SQLAlchemy URL or an SQLite file path, got {storage!r}."
-        )
-    if storage == DEFAULT_STORAGE:
-        return default_storage_url()
-    if "://" in storage:
-        check_storage_url(storage)
-        return storage
-    path = Path(storage).expanduser()
-    if path.parent and not path.parent.exists():
-        raise ConfigurationError(f"storage {storage!r}: the folder {path.parent} does not exist; create it first.")
-    return f"sqlite:///{path.resolve()}"
-
-
-def check_storage_url(url: str) -> None:
-    """Check that ``url`` parses and its dialect and driver are installed, without connecting.
-
-    Raises:
-        ConfigurationError: naming the problem and the fix.
-    """
-    try:
-        dialect = sa.engine.make_url(url).get_dialect()
-        dialect.import_dbapi()
-    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
-        raise ConfigurationError(
-            f"storage URL {redact_url(url)} is not usable: {exc}. Write it as dialect+driver://user@host/database, "
-            "e.g. postgresql+psycopg://... or sqlite:///runs.db."
-        ) from exc
-    except ImportError as exc:
-        raise ConfigurationError(
-            f"storage URL {redact_url(url)} needs the database driver {getattr(exc, 'name', None) or exc}: "
-            "pip install 'picaco-dspy[postgres]' (psycopg) or the driver your URL names."
-        ) from exc
 
 
 class RunStore:
@@ -162,9 +64,9 @@ class RunStore:
         self.url = url
         self.heartbeat_seconds = heartbeat_seconds
         self.stale_after_seconds = stale_after_seconds
-        self.engine = _make_engine(url)
+        self.engine = make_engine(url)
         self._temporary = url is None
-        _create_tables(self.engine, url)
+        create_tables(self.engine, url)
         self._stop = threading.Event()
         self._beating: set[tuple[str, str]] = set()
         self._beat_lock = threading.Lock()
@@ -190,7 +92,7 @@ class RunStore:
             ConfigurationError: a run of that name exists with a different configuration.
         """
         with self.engine.begin() as conn:
-            row = conn.execute(sa.select(_runs.c.fingerprint).where(_runs.c.name == name)).first()
+            row = conn.execute(sa.select(RUNS.c.fingerprint).where(RUNS.c.name == name)).first()
         if row is not None:
             if row.fingerprint != fingerprint:
                 raise ConfigurationError(
@@ -202,7 +104,7 @@ class RunStore:
         try:
             with self.engine.begin() as conn:
                 conn.execute(
-                    _runs.insert().values(
+                    RUNS.insert().values(
                         name=name,
                         fingerprint=fingerprint,
                         spec=json.dumps(spec) if spec is not None else None,
@@ -216,7 +118,7 @@ class RunStore:
     def run_spec(self, name: str) -> dict[str, Any] | None:
         """The spec a run was registered with (the CLI stores its arguments there), or None."""
         with self.engine.begin() as conn:
-            row = conn.execute(sa.select(_runs.c.spec).where(_runs.c.name == name)).first()
+            row = conn.execute(sa.select(RUNS.c.spec).where(RUNS.c.name == name)).first()
         if row is None:
             raise ConfigurationError(f"No run named {name!r} in {redact_url(self.url)}; list them with `picaco runs`.")
         return json.loads(row.spec) if row.spec else None
@@ -224,9 +126,9 @@ class RunStore:
     def runs(self) -> list[dict[str, Any]]:
         """Every run in the store with its result count."""
         with self.engine.begin() as conn:
-            names = conn.execute(sa.select(_runs.c.name, _runs.c.created_at).order_by(_runs.c.created_at)).all()
+            names = conn.execute(sa.select(RUNS.c.name, RUNS.c.created_at).order_by(RUNS.c.created_at)).all()
             counts: dict[str, int] = dict(
-                conn.execute(sa.select(_results.c.run, sa.func.count()).group_by(_results.c.run)).all()
+                conn.execute(sa.select(RESULTS.c.run, sa.func.count()).group_by(RESULTS.c.run)).all()
             )
         return [{"name": n, "created_at": t, "results": counts.get(n, 0)} for n, t in names]
 
@@ -239,7 +141,7 @@ class RunStore:
             for start in range(0, len(keys), _KEY_CHUNK):
                 chunk = keys[start : start + _KEY_CHUNK]
                 rows = conn.execute(
-                    sa.select(_results).where(_results.c.run == run, _results.c.kind == kind, _results.c.key.in_(chunk))
+                    sa.select(RESULTS).where(RESULTS.c.run == run, RESULTS.c.kind == kind, RESULTS.c.key.in_(chunk))
                 ).all()
                 for row in rows:
                     found[row.key] = StoredResult(
@@ -270,7 +172,7 @@ class RunStore:
         try:
             with self.engine.begin() as conn:
                 conn.execute(
-                    _results.insert().values(
+                    RESULTS.insert().values(
                         run=run,
                         kind=kind,
                         key=key,
@@ -285,7 +187,7 @@ class RunStore:
                         created_at=time.time(),
                     )
                 )
-                conn.execute(_claims.delete().where(_claims.c.run == run, _claims.c.kind == kind, _claims.c.key == key))
+                conn.execute(CLAIMS.delete().where(CLAIMS.c.run == run, CLAIMS.c.kind == kind, CLAIMS.c.key == key))
             return True
         except IntegrityError:
             return False
@@ -296,14 +198,14 @@ class RunStore:
         with self.engine.begin() as conn:
             rows = conn.execute(
                 sa.select(
-                    _results.c.role,
-                    sa.func.sum(_results.c.calls),
-                    sa.func.sum(_results.c.input_tokens),
-                    sa.func.sum(_results.c.output_tokens),
-                    sa.func.sum(_results.c.cost_usd),
+                    RESULTS.c.role,
+                    sa.func.sum(RESULTS.c.calls),
+                    sa.func.sum(RESULTS.c.input_tokens),
+                    sa.func.sum(RESULTS.c.output_tokens),
+                    sa.func.sum(RESULTS.c.cost_usd),
                 )
-                .where(_results.c.run == run, _results.c.role.is_not(None))
-                .group_by(_results.c.role)
+                .where(RESULTS.c.run == run, RESULTS.c.role.is_not(None))
+                .group_by(RESULTS.c.role)
             ).all()
         return {
             role: {
@@ -325,7 +227,7 @@ class RunStore:
             try:
                 with self.engine.begin() as conn:
                     conn.execute(
-                        _claims.insert().values(run=run, kind=kind, key=key, worker=worker, claimed_at=time.time())
+                        CLAIMS.insert().values(run=run, kind=kind, key=key, worker=worker, claimed_at=time.time())
                     )
                 got = True
             except IntegrityError:
@@ -333,11 +235,11 @@ class RunStore:
             if got and self._has_result(run, kind, key):  # finished by another worker since we last looked
                 with self.engine.begin() as conn:
                     conn.execute(
-                        _claims.delete().where(
-                            _claims.c.run == run,
-                            _claims.c.kind == kind,
-                            _claims.c.key == key,
-                            _claims.c.worker == worker,
+                        CLAIMS.delete().where(
+                            CLAIMS.c.run == run,
+                            CLAIMS.c.kind == kind,
+                            CLAIMS.c.key == key,
+                            CLAIMS.c.worker == worker,
                         )
                     )
                 got = False
@@ -349,9 +251,7 @@ class RunStore:
         with self.engine.begin() as conn:
             return (
                 conn.execute(
-                    sa.select(_results.c.key).where(
-                        _results.c.run == run, _results.c.kind == kind, _results.c.key == key
-                    )
+                    sa.select(RESULTS.c.key).where(RESULTS.c.run == run, RESULTS.c.kind == kind, RESULTS.c.key == key)
                 ).first()
                 is not None
             )
@@ -359,17 +259,17 @@ class RunStore:
     def _take_over(self, run: str, kind: str, key: str, worker: str) -> bool:
         with self.engine.begin() as conn:
             holder = conn.execute(
-                sa.select(_claims.c.worker).where(_claims.c.run == run, _claims.c.kind == kind, _claims.c.key == key)
+                sa.select(CLAIMS.c.worker).where(CLAIMS.c.run == run, CLAIMS.c.kind == kind, CLAIMS.c.key == key)
             ).first()
             if holder is None or holder.worker == worker or self._alive(conn, run, holder.worker):
                 return holder is not None and holder.worker == worker
             updated = conn.execute(
-                _claims.update()
+                CLAIMS.update()
                 .where(
-                    _claims.c.run == run,
-                    _claims.c.kind == kind,
-                    _claims.c.key == key,
-                    _claims.c.worker == holder.worker,
+                    CLAIMS.c.run == run,
+                    CLAIMS.c.kind == kind,
+                    CLAIMS.c.key == key,
+                    CLAIMS.c.worker == holder.worker,
                 )
                 .values(worker=worker, claimed_at=time.time())
             ).rowcount
@@ -379,14 +279,14 @@ class RunStore:
 
     def _alive(self, conn: sa.Connection, run: str, worker: str) -> bool:
         row = conn.execute(
-            sa.select(_workers.c.last_seen).where(_workers.c.run == run, _workers.c.worker == worker)
+            sa.select(WORKERS.c.last_seen).where(WORKERS.c.run == run, WORKERS.c.worker == worker)
         ).first()
         return row is not None and time.time() - row.last_seen < self.stale_after_seconds
 
     def release(self, run: str, worker: str) -> int:
         """Drop the claims ``worker`` still holds (its unfinished jobs), so others take them at once."""
         with self.engine.begin() as conn:
-            return conn.execute(_claims.delete().where(_claims.c.run == run, _claims.c.worker == worker)).rowcount
+            return conn.execute(CLAIMS.delete().where(CLAIMS.c.run == run, CLAIMS.c.worker == worker)).rowcount
 
     # ------------------------------------------------------------------ workers
     def join(self, run: str) -> str:
@@ -395,7 +295,7 @@ class RunStore:
         now = time.time()
         with self.engine.begin() as conn:
             conn.execute(
-                _workers.insert().values(
+                WORKERS.insert().values(
                     run=run,
                     worker=worker,
                     host=socket.gethostname()[:200],
@@ -417,7 +317,7 @@ class RunStore:
             self._beating.discard((run, worker))
         self.release(run, worker)
         with self.engine.begin() as conn:
-            conn.execute(_workers.delete().where(_workers.c.run == run, _workers.c.worker == worker))
+            conn.execute(WORKERS.delete().where(WORKERS.c.run == run, WORKERS.c.worker == worker))
 
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat_seconds):
@@ -427,61 +327,9 @@ class RunStore:
                 try:
                     with self.engine.begin() as conn:
                         conn.execute(
-                            _workers.update()
-                            .where(_workers.c.run == run, _workers.c.worker == worker)
+                            WORKERS.update()
+                            .where(WORKERS.c.run == run, WORKERS.c.worker == worker)
                             .values(last_seen=time.time())
                         )
                 except sa.exc.SQLAlchemyError as exc:  # a hiccup must not kill the run; the next beat retries
                     logger.warning("Heartbeat of %s failed: %s", worker, exc)
-
-
-def _create_tables(engine: sa.Engine, url: str | None, attempts: int = 5) -> None:
-    """Create the tables if missing; workers starting together may race to create them, so a clash is retried."""
-    for attempt in range(attempts):
-        try:
-            _metadata.create_all(engine)
-            return
-        except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError) as exc:
-            if "already exists" not in str(exc) and not isinstance(exc, sa.exc.IntegrityError):
-                raise ConfigurationError(f"Cannot open the run storage {redact_url(url)}: {exc.orig}") from exc
-            if attempt == attempts - 1:
-                raise ConfigurationError(f"Cannot create the run tables in {redact_url(url)}: {exc.orig}") from exc
-            time.sleep(0.2 * (attempt + 1))
-
-
-def _make_engine(url: str | None) -> sa.Engine:
-    if url is None:  # a private temporary file: the same code path as a real store, removed at exit
-        url = f"sqlite:///{tempfile.mkdtemp(prefix='picaco-run-')}/memory.db"
-    try:
-        if url.startswith("sqlite"):
-            engine = sa.create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
-
-            @sa.event.listens_for(engine, "connect")
-            def _sqlite_pragmas(dbapi_connection, _record):  # concurrent readers while one process writes
-                cursor = dbapi_connection.cursor()
-                cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.execute("PRAGMA busy_timeout=60000")
-                cursor.close()
-
-            return engine
-        return sa.create_engine(url, pool_pre_ping=True)
-    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
-        raise ConfigurationError(
-            f"storage URL {redact_url(url)} is not usable: {exc}. Write it as dialect+driver://user@host/database, "
-            "e.g. postgresql+psycopg://... or sqlite:///runs.db."
-        ) from exc
-    except ModuleNotFoundError as exc:
-        raise ConfigurationError(
-            f"storage URL {redact_url(url)} needs the database driver {exc.name!r}: "
-            "pip install 'picaco-dspy[postgres]' (psycopg) or the driver your URL names."
-        ) from exc
-
-
-def redact_url(url: str | None) -> str:
-    """The URL with its password hidden (for logs and errors)."""
-    if url is None:
-        return "memory"
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
-        return "<unparseable URL>"

@@ -16,7 +16,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from picaco_dspy.runtime.store import RunStore, redact_url, resolve_storage_url
+    from picaco_dspy.runtime.storage_url import redact_url, resolve_storage_url
+    from picaco_dspy.runtime.store import RunStore
 
     url = resolve_storage_url(args.storage)
     store = RunStore(url)

@@ -29,7 +29,8 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from picaco_dspy.cli.commands.compile import compile_and_report
-    from picaco_dspy.runtime.store import RunStore, resolve_storage_url
+    from picaco_dspy.runtime.storage_url import resolve_storage_url
+    from picaco_dspy.runtime.store import RunStore
 
     store = RunStore(resolve_storage_url(args.storage))
     try:
