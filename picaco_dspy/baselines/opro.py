@@ -22,6 +22,7 @@ from picaco_dspy.evaluation.evaluate import evaluate_program
 from picaco_dspy.objective.bound import TotalCorrelationBound, prompt_text
 from picaco_dspy.optimize.program_edit import compose, own_instructions, target_predictors, with_meta_instruction
 from picaco_dspy.optimize.proposer import clean_proposal
+from picaco_dspy.runtime.session import rollout_id
 from picaco_dspy.runtime.usage import UsageMeter
 
 logger = logging.getLogger(__name__)
@@ -221,7 +222,7 @@ class OPRO(Teleprompter):
             "values": self.metric.values.observation_text(),
             "trajectory": "\n\n".join(f"Instruction: {s.instruction}\nScore: {s.score:.1f}" for s in shown),
             "examples": "\n".join(f"- {p[:200]}" for p in prompts[:3]),
-            "config": {"rollout_id": self.seed * 1_000_000 + step * 1_000 + k, "temperature": self.temperature},
+            "config": {"rollout_id": rollout_id(self.seed, step, k), "temperature": self.temperature},
         }
         if self.prompt_model is not None:
             kwargs["lm"] = self.prompt_model
