@@ -205,18 +205,8 @@ class PICACO(Teleprompter):
         targets = target_predictors(student, settings.predictor_names)
         own = own_instructions(student, targets)
         require_text_output(student, targets[-1])
-        schedule = settings.schedule()
-        problem = AlignmentProblem(
-            metric=metric,
-            pools=[PromptPool(prompt_text(ex, metric.prompt_field), dict(ex.inputs())) for ex in trainset],
-            seed_instruction=metric.values.seed_instruction(),
-            answer_instruction=own[targets[-1]],
-            schedule=schedule,
-            noisy_samples=settings.noisy_samples,
-            final_candidates=settings.final_candidates,
-            val_inputs=[dict(ex.inputs()) for ex in valset] if valset is not None else None,
-            val_prompts=[prompt_text(ex, metric.prompt_field) for ex in valset] if valset is not None else None,
-        )
+        problem = _problem(metric, settings, trainset, valset, answer_instruction=own[targets[-1]])
+        schedule = problem.schedule
         proposer = self.proposer or InstructionProposer(self.prompt_model)
         models = model_names(student, targets, metric, self.prompt_model if self.proposer is None else False)
         if settings.max_cost_usd is not None:
@@ -305,6 +295,29 @@ def _package(
         result.reused_results,
     )
     return program
+
+
+def _problem(
+    metric: TotalCorrelationBound,
+    settings: PICACOSettings,
+    trainset: list[dspy.Example],
+    valset: list[dspy.Example] | None,
+    *,
+    answer_instruction: str,
+) -> AlignmentProblem:
+    """The pools (one per trainset prompt), the objective and the settings the phases share."""
+    field = metric.prompt_field
+    return AlignmentProblem(
+        metric=metric,
+        pools=[PromptPool(prompt_text(ex, field), dict(ex.inputs())) for ex in trainset],
+        seed_instruction=metric.values.seed_instruction(),
+        answer_instruction=answer_instruction,
+        schedule=settings.schedule(),
+        noisy_samples=settings.noisy_samples,
+        final_candidates=settings.final_candidates,
+        val_inputs=[dict(ex.inputs()) for ex in valset] if valset is not None else None,
+        val_prompts=[prompt_text(ex, field) for ex in valset] if valset is not None else None,
+    )
 
 
 def _settings_of(params: dict[str, Any]) -> PICACOSettings:

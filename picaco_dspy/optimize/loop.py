@@ -1,7 +1,7 @@
 """The PICACO algorithm (Jiang et al., arXiv 2507.16679, Algorithm 1) over a run session.
 
 noisy pool of bare responses -> T x (Response Enhancement, Instruction Refinement) -> final selection.
-Every paid step goes through the :class:`~picaco_dspy.runtime.session.RunSession`, which stores it once; this module
+Every paid step goes through the :class:`~picaco_dspy.runtime.session.RunSession`, which keeps it once; this module
 holds the order of the steps and the stopping rules only.
 """
 
