@@ -15,21 +15,9 @@ from typing import Any
 from picaco_dspy._validation import require_int
 from picaco_dspy.errors import ConfigurationError
 from picaco_dspy.optimize.budget import Budget
-from picaco_dspy.optimize.schedule import PRESETS, Schedule, resolve_schedule
+from picaco_dspy.optimize.schedule import PRESETS, SCHEDULE_ARGUMENTS, Schedule, resolve_schedule
 from picaco_dspy.runtime.session import MAX_SAMPLES
 from picaco_dspy.runtime.storage_url import DEFAULT_STORAGE, resolve_storage_url
-
-_SCHEDULE_FIELDS = (
-    "num_iterations",
-    "num_candidates",
-    "aligned_pool_size",
-    "noisy_pool_size",
-    "samples_per_prompt",
-    "proposal_temperature",
-    "minibatch_size",
-    "patience",
-    "min_improvement",
-)
 
 
 def _setting(default: Any, help: str, flag: str | None = None, **metadata: Any) -> Any:
@@ -141,7 +129,7 @@ class PICACOSettings:
     # ------------------------------------------------------------------ derived
     def schedule(self) -> Schedule:
         """The resolved schedule: the preset (or the paper's) with the explicitly given settings fixed."""
-        return resolve_schedule(self.auto, {name: getattr(self, name) for name in _SCHEDULE_FIELDS})
+        return resolve_schedule(self.auto, {name: getattr(self, name) for name in SCHEDULE_ARGUMENTS})
 
     @property
     def noisy_samples(self) -> int:

@@ -28,6 +28,17 @@ if TYPE_CHECKING:
     from picaco_dspy.optimize.steering import ScheduleSteering
 
 PRESETS = ("light", "medium", "heavy")
+SCHEDULE_ARGUMENTS = (  # the PICACO arguments that fix a schedule setting (see resolve_schedule)
+    "num_iterations",
+    "num_candidates",
+    "aligned_pool_size",
+    "noisy_pool_size",
+    "samples_per_prompt",
+    "proposal_temperature",
+    "minibatch_size",
+    "patience",
+    "min_improvement",
+)
 
 
 @dataclass(frozen=True)
@@ -183,14 +194,7 @@ def resolve_schedule(auto: str | None, overrides: dict[str, Any]) -> Schedule:
     """
     given = {k: v for k, v in overrides.items() if v is not None}
     if auto is None:
-        fixed_keys = {
-            "num_iterations",
-            "num_candidates",
-            "aligned_pool_size",
-            "noisy_pool_size",
-            "samples_per_prompt",
-            "proposal_temperature",
-        }
+        fixed_keys = set(SCHEDULE_ARGUMENTS[:6])  # the paper schedule takes these; the rest are set below
         schedule = paper_schedule(**{k: v for k, v in given.items() if k in fixed_keys})
         if given.get("minibatch_size") is not None:
             schedule = replace(schedule, minibatch_size=Range(given["minibatch_size"], given["minibatch_size"]))

@@ -8,7 +8,7 @@ import time
 import sqlalchemy as sa
 
 from picaco_dspy.errors import ConfigurationError
-from picaco_dspy.runtime.storage_url import redact_url
+from picaco_dspy.runtime.storage_url import check_storage_url, redact_url
 
 METADATA = sa.MetaData()
 RUNS = sa.Table(
@@ -74,26 +74,16 @@ def make_engine(url: str | None) -> sa.Engine:
     """An SQLAlchemy engine for ``url`` (SQLite in WAL mode with a busy timeout; None: a private temporary file)."""
     if url is None:  # a private temporary file: the same code path as a real store, removed at exit
         url = f"sqlite:///{tempfile.mkdtemp(prefix='picaco-run-')}/memory.db"
-    try:
-        if url.startswith("sqlite"):
-            engine = sa.create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+    check_storage_url(url)
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
 
-            @sa.event.listens_for(engine, "connect")
-            def _sqlite_pragmas(dbapi_connection, _record):  # concurrent readers while one process writes
-                cursor = dbapi_connection.cursor()
-                cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.execute("PRAGMA busy_timeout=60000")
-                cursor.close()
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):  # concurrent readers while one process writes
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=60000")
+            cursor.close()
 
-            return engine
-        return sa.create_engine(url, pool_pre_ping=True)
-    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
-        raise ConfigurationError(
-            f"storage URL {redact_url(url)} is not usable: {exc}. Write it as dialect+driver://user@host/database, "
-            "e.g. postgresql+psycopg://... or sqlite:///runs.db."
-        ) from exc
-    except ModuleNotFoundError as exc:
-        raise ConfigurationError(
-            f"storage URL {redact_url(url)} needs the database driver {exc.name!r}: "
-            "pip install 'picaco-dspy[postgres]' (psycopg) or the driver your URL names."
-        ) from exc
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)

@@ -61,7 +61,7 @@ def check_storage_url(url: str) -> None:
         ) from exc
     except ImportError as exc:
         raise ConfigurationError(
-            f"storage URL {redact_url(url)} needs the database driver {getattr(exc, 'name', None) or exc}: "
+            f"storage URL {redact_url(url)} needs the database driver {repr(exc.name) if exc.name else exc}: "
             "pip install 'picaco-dspy[postgres]' (psycopg) or the driver your URL names."
         ) from exc
 
