@@ -1,6 +1,6 @@
-"""Score inflation per attack kind: how much each manipulation (tests/attack_corpus.py) raises a response's score,
-with the judge's defence off (the response pasted in as is) and on (canonicalised, length-limited, fenced, screened
-for text addressed to the evaluator, q_phi).
+"""Score inflation per attack kind: how much each manipulation (picaco_dspy/testing/attacks.py) raises a response's
+score, with the judge's defence off (the response pasted in as is) and on (canonicalised, length-limited, fenced,
+screened for text addressed to the evaluator, q_phi).
 
 For each of a few honest responses, the benchmark scores the response and each attacked version with the same judge and
 reports the mean change of the normalised score (0-1) and of the mean 1-5 conformity. Positive means the attack paid

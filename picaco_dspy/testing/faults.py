@@ -1,7 +1,7 @@
 """Providers that fail on purpose: a fault-injecting engine and an OpenAI-compatible HTTP server on loopback.
 
-Both answer like the scripted world (``tests/fake_engine.py``) when they do answer, so a run through them must end
-exactly where a run through the plain scripted engine ends.
+Both answer like the scripted world (:mod:`picaco_dspy.testing.scripted_world`) when they do answer, so a run through
+them must end exactly where a run through the plain scripted engine ends.
 """
 
 from __future__ import annotations
