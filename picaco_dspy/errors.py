@@ -27,5 +27,9 @@ class ConfigurationError(PicacoError, ValueError):
     """An argument of the optimiser, metric or a model is invalid."""
 
 
+class ProviderRejected(PicacoError, RuntimeError):
+    """An LM provider refused the credentials or the permission (401, 403); nothing about it was stored."""
+
+
 class ProviderUnavailable(PicacoError, RuntimeError):
     """An LM provider kept failing with transient errors (timeouts, rate limits, 5xx) past the retry bound."""

@@ -79,6 +79,12 @@ class PICACOSettings:
         "--storage",
     )
     run_name: str | None = _setting(None, "run to start or join (default: derived from the configuration)", "--run")
+    request_timeout: float | None = _setting(
+        120.0,
+        "seconds one request to a remote LM may take before it is retried (None: the provider's default, 600 s in "
+        "litellm); an LM that sets its own timeout keeps it",
+        "--request-timeout",
+    )
     claim_timeout: float = _setting(30.0, "seconds after which a silent worker's jobs are taken over")
     log_dir: str | Path | None = _setting(None, "where run.json, pools.json and program.json are written")
     progress: bool = _setting(True, "show progress bars")
@@ -102,6 +108,10 @@ class PICACOSettings:
                 raise ConfigurationError(
                     f"{name} must be in (0, 2] (distinct samples need a temperature > 0), got {value!r}."
                 )
+        if self.request_timeout is not None and (not _is_number(self.request_timeout) or self.request_timeout <= 0):
+            raise ConfigurationError(
+                f"request_timeout must be a positive number of seconds, got {self.request_timeout!r}."
+            )
         for name in ("max_cost_usd", "min_improvement", "claim_timeout"):
             value = getattr(self, name)
             if value is not None and (not _is_number(value) or value < 0):

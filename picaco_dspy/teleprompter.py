@@ -139,6 +139,7 @@ class PICACO(Teleprompter):
         storage: str | None = DEFAULT_STORAGE,
         run_name: str | None = None,
         run_spec: dict[str, Any] | None = None,
+        request_timeout: float | None = 120.0,
         claim_timeout: float = 30.0,
         retry_policy: RetryPolicy | None = None,
         log_dir: str | Path | None = None,
@@ -239,6 +240,7 @@ class PICACO(Teleprompter):
             num_threads=settings.num_threads,
             progress=settings.progress,
             retry_policy=self.retry_policy or RetryPolicy(),
+            request_timeout=settings.request_timeout,
             run_spec=self.run_spec,
         ) as session:
             result = PICACOResult(

@@ -3,11 +3,13 @@ out of every score; a provider that dies stops the run with a clear error and lo
 
 from __future__ import annotations
 
+import time
+
 import dspy
 import pytest
 
 from picaco_dspy import RetryPolicy
-from picaco_dspy.errors import ProviderUnavailable
+from picaco_dspy.errors import ProviderRejected, ProviderUnavailable
 from picaco_dspy.runtime.retries import describe, is_transient, retry_after_seconds
 from picaco_dspy.testing.faults import (
     FAST_RETRIES,
@@ -122,3 +124,101 @@ def test_a_real_http_provider_that_dies_gives_a_clear_error(tmp_path):
         with pytest.raises(ProviderUnavailable, match="transient errors"):
             compile_through(lm, str(tmp_path / "dead.db"))
         assert server.log.answered == 10
+
+
+def test_errors_raised_from_none_are_classified_by_what_was_raised():
+    try:
+        try:
+            raise TimeoutError("the real cause, hidden on purpose")
+        except TimeoutError:
+            raise ValueError("400 bad request") from None
+    except ValueError as exc:
+        hidden = exc
+    assert not is_transient(hidden) and describe(hidden) == "ValueError: 400 bad request"
+
+
+def test_empty_answers_with_status_200_are_retried_not_stored(tmp_path, clean_run):
+    with MisbehavingServer(every=5, faults=("empty", "no_choices")) as server:
+        lm = dspy.LM(
+            "openai/scripted", api_base=server.url, api_key="test", temperature=1.0, max_tokens=512, num_retries=0
+        )
+        result = compile_through(lm, str(tmp_path / "empty.db"))
+    # an empty answer fails a call (a judge's re-ask or DSPy's JSON fallback may meet another), which is retried
+    assert server.log.empty_answers > 0 and sum(result.retries.values()) >= server.log.empty_answers // 2
+    # the ledger counts every answer the client counted, the choice-less ones too (they may be billed)
+    ledger = sum(result.usage[r]["calls"] for r in ("target", "judge", "proposer"))
+    assert ledger == server.log.answered + server.log.no_choices
+    failed = sum(r.failed_rollouts for r in result.iterations) + sum(result.selection.failed.values())
+    assert failed == 0 and result.final_instruction == clean_run.final_instruction
+    assert [r.J for r in result.iterations] == [r.J for r in clean_run.iterations]
+
+
+def test_a_revoked_key_stops_the_run_and_the_rerun_after_the_fix_resumes(tmp_path, clean_run):
+    storage = str(tmp_path / "key.db")
+    with MisbehavingServer(every=10**9, refuse_after=50) as server:
+        lm = dspy.LM(
+            "openai/scripted", api_base=server.url, api_key="test", temperature=1.0, max_tokens=512, num_retries=0
+        )
+        with pytest.raises(ProviderRejected, match="check the API key.*run the same command again"):
+            compile_through(lm, storage)
+        assert server.log.refused >= 1 and server.log.answered == 50
+        server.refusing = False  # the key is fixed
+        fresh_cache(tmp_path, "fixed")
+        resumed = compile_through(lm, storage)
+    # nothing was stored for the refused calls, so nothing failed; the run ends where the clean run ends
+    failed = sum(r.failed_rollouts for r in resumed.iterations) + sum(resumed.selection.failed.values())
+    assert failed == 0 and resumed.final_instruction == clean_run.final_instruction
+    assert server.log.answered == sum(clean_run.usage[r]["calls"] for r in ("target", "judge", "proposer"))
+
+
+def test_one_retry_layer_and_a_request_timeout(tmp_path):
+    """DSPy's own retries are off under PICACO's (one call: 1 + max_retries requests), and a hung provider fails
+    after request_timeout, not litellm's 600 s."""
+    with MisbehavingServer(every=10**9, dead_after=0) as server:
+        lm = dspy.LM("openai/scripted", api_base=server.url, api_key="test", temperature=1.0, max_tokens=512)
+        assert lm.num_retries == 3  # DSPy's default, left on by the user
+        with pytest.raises(ProviderUnavailable):
+            compile_through(lm, str(tmp_path / "layers.db"), num_threads=1)
+    # each job that ran was attempted 1 + max_retries times (two run before the stop: a worker claims 2 per thread);
+    # with DSPy's 3 retries under each attempt it would be 4 times as many
+    assert server.log.requests in (1 + FAST.max_retries, 2 * (1 + FAST.max_retries))
+    hung = _HangingServer()
+    with hung:
+        lm = dspy.LM("openai/scripted", api_base=hung.url, api_key="test", temperature=1.0, max_tokens=512)
+        started = time.monotonic()
+        with pytest.raises(ProviderUnavailable, match="Timeout"):
+            compile_through(lm, str(tmp_path / "hung.db"), num_threads=1, request_timeout=0.5)
+        elapsed = time.monotonic() - started
+    assert hung.requests in (1 + FAST.max_retries, 2 * (1 + FAST.max_retries)) and elapsed < 20
+
+
+class _HangingServer:
+    """Accepts requests and never answers."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        server = self
+        self.requests = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                server.requests += 1
+                time.sleep(5)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

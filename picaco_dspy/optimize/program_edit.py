@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import dspy
@@ -66,6 +66,7 @@ def with_meta_instruction(
     rollout_id: int | None = None,
     temperature: float | None = None,
     fallback_lm: dspy.BaseLM | None = None,
+    lm_overrides: Callable[[dspy.BaseLM], dict[str, Any]] | None = None,
 ) -> dspy.Module:
     """A deep copy of ``program`` whose target predictors carry ``own[name] + meta_instruction``.
 
@@ -73,6 +74,7 @@ def with_meta_instruction(
     class, and so the original program). With ``rollout_id``, every predictor gets its own LM copy with that rollout id
     and ``temperature``, so that each sample is a distinct, cached, reproducible draw; where the provider honours a
     sampling seed (in-process engines, OpenAI, vLLM, Ollama, Gemini) the rollout id is also sent as ``seed``.
+    ``lm_overrides(lm)`` adds attributes to those copies (a run's retry and timeout settings).
     """
     copy = program.deepcopy()
     for name, predictor in copy.named_predictors():
@@ -89,6 +91,8 @@ def with_meta_instruction(
                 overrides["seed"] = rollout_id
             if temperature is not None:
                 overrides["temperature"] = temperature
+            if lm_overrides is not None:
+                overrides.update(lm_overrides(lm))
             predictor.lm = lm.copy(**overrides)
     return copy
 

@@ -13,7 +13,7 @@ import dspy
 from picaco_dspy.objective.values import ValueSet
 from picaco_dspy.optimize.pools import PooledResponse
 from picaco_dspy.optimize.program_edit import supports_request_seed
-from picaco_dspy.runtime.retries import is_transient
+from picaco_dspy.runtime.retries import is_empty_answer, is_fatal, is_transient
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class InstructionProposer(dspy.Module):
             try:
                 text = clean_proposal(self.propose_one(**kwargs).proposed_instruction, self.max_instruction_chars)
             except Exception as exc:  # one failed proposal must not end the run; it is reported
-                if is_transient(exc):  # a timeout or rate limit says nothing about the proposal: retried by the caller
+                if is_transient(exc) or is_fatal(exc) or is_empty_answer(exc):  # the caller retries or stops
                     raise
                 failures.append(f"proposal {i}: {type(exc).__name__}: {exc}")
                 logger.warning("Proposal %d failed: %s: %s", i, type(exc).__name__, exc)

@@ -2,14 +2,20 @@
 
 A timeout, a connection error, a 429 rate limit or a 5xx answer says nothing about the request: the same request may
 succeed a moment later, so it is retried with exponential backoff (honouring ``Retry-After``) and never recorded as a
-failed rollout or judgement. Anything else (an unparseable answer, a 400, a content filter) is a real failure of that
-request and is recorded as such.
+failed rollout or judgement. A ``200`` whose body is empty, not JSON, or has no choices or no content is a provider
+hiccup of the same kind (:func:`is_empty_answer`): it is retried too, but when it persists it is recorded as a failure
+(an in-process model can legitimately answer nothing). A refused credential or permission (401, 403) is fatal
+(:func:`is_fatal`): no retry helps and nothing is recorded, so the same command resumes once the key is fixed.
+Anything else (an unparseable answer, a 400, a content filter) is a real failure of that request and is recorded.
 """
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
@@ -35,6 +41,15 @@ _TRANSIENT_NAMES = {
     "BadGatewayError",
     "RemoteProtocolError",
 }
+
+
+_FATAL_NAMES = {
+    "LMAuthError",  # DSPy 3.4
+    "AuthError",  # lm15
+    "AuthenticationError",  # litellm / openai
+    "PermissionDeniedError",
+}
+_EMPTY_ANSWER_MARKERS = ("empty or null response", "no choices", "empty response")
 
 
 @dataclass(frozen=True)
@@ -71,6 +86,25 @@ class RetryPolicy:
         return random.uniform(delay / 2, delay) if self.jitter else delay
 
 
+_ATTEMPT: ContextVar[int] = ContextVar("picaco_retry_attempt", default=0)
+
+
+@contextmanager
+def attempt_number(attempt: int) -> Iterator[None]:
+    """Mark the calls made inside as attempt ``attempt`` (0: the first) of one job."""
+    token = _ATTEMPT.set(attempt)
+    try:
+        yield
+    finally:
+        _ATTEMPT.reset(token)
+
+
+def is_retry() -> bool:
+    """Whether the current call is a retry: it must reach the provider, not DSPy's cache of the failed answer (a 200
+    without choices is cached like any answer)."""
+    return _ATTEMPT.get() > 0
+
+
 def is_transient(error: BaseException) -> bool:
     """Whether ``error`` (or an error it was raised from) is a timeout, connection error, 429 or 5xx."""
     for exc in _chain(error):
@@ -80,6 +114,22 @@ def is_transient(error: BaseException) -> bool:
             return True
         status = _status_code(exc)
         if status is not None and (status == 429 or 500 <= status < 600):
+            return True
+    return False
+
+
+def is_fatal(error: BaseException) -> bool:
+    """Whether ``error`` (or an error it was raised from) is a refused credential or permission (401, 403)."""
+    return any(type(exc).__name__ in _FATAL_NAMES or _status_code(exc) in (401, 403) for exc in _chain(error))
+
+
+def is_empty_answer(error: BaseException) -> bool:
+    """Whether ``error`` comes from a successful HTTP answer without a usable body: empty, not JSON, no choices or no
+    content."""
+    for exc in _chain(error):
+        if isinstance(exc, json.JSONDecodeError):
+            return True
+        if any(marker in str(exc).lower() for marker in _EMPTY_ANSWER_MARKERS):
             return True
     return False
 
@@ -124,7 +174,8 @@ def _chain(error: BaseException) -> Iterator[BaseException]:
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         yield current
-        current = current.__cause__ or current.__context__
+        # ``raise ... from None`` hides the context: the error chosen to be shown is the one to classify
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
 
 
 def _status_code(exc: BaseException) -> int | None:

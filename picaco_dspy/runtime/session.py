@@ -9,6 +9,7 @@ exists, so a rerun replays to where it stopped and several workers running the s
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,7 +24,8 @@ from picaco_dspy.optimize.schedule import Schedule
 from picaco_dspy.optimize.steering import ScheduleSteering
 from picaco_dspy.runtime.identity import RunIdentity
 from picaco_dspy.runtime.parallel import judge_response, run_program
-from picaco_dspy.runtime.retries import RetryPolicy
+from picaco_dspy.runtime.provider_calls import call_overrides, with_run_lm
+from picaco_dspy.runtime.retries import RetryPolicy, is_retry
 from picaco_dspy.runtime.storage_url import redact_url, resolve_storage_url
 from picaco_dspy.runtime.store import RunStore
 from picaco_dspy.runtime.usage import BUDGET_ROLES, UsageMeter
@@ -70,7 +72,8 @@ class RunSession:
         claim_timeout: Seconds after which a silent worker's claims are taken over.
         num_threads: Parallel jobs.
         progress: Progress bars.
-        retry_policy: Retries of transient provider failures.
+        retry_policy: Retries of transient provider failures (the only retry layer: DSPy's own are off).
+        request_timeout: Seconds a remote LM request may take (None: the provider's default).
         run_spec: JSON-ready description stored with a new run (the CLI's arguments, for ``picaco worker``).
     """
 
@@ -91,13 +94,17 @@ class RunSession:
         num_threads: int | None,
         progress: bool,
         retry_policy: RetryPolicy,
+        request_timeout: float | None = None,
         run_spec: dict[str, Any] | None = None,
     ) -> None:
         self.identity = identity
         self.student = student
         self.own = own_instructions
-        self.metric = metric
-        self.proposer = proposer
+        self.request_timeout = request_timeout
+        # PICACO's retry policy is the only retry layer, and remote requests time out (see provider_calls)
+        self.metric = copy.copy(metric)
+        self.metric.judge = with_run_lm(metric.judge, request_timeout)
+        self.proposer = with_run_lm(proposer, request_timeout)
         self.seed = seed
         self.response_temperature = response_temperature
         self.meter = UsageMeter()
@@ -129,6 +136,17 @@ class RunSession:
         if resumed:
             logger.info("PICACO: joining run %r in %s (stored results are reused)", identity.name, self.storage)
 
+    def _lm_overrides(self, lm: dspy.BaseLM) -> dict[str, Any]:
+        return call_overrides(lm, self.request_timeout)
+
+    def _uncached_lm_overrides(self, lm: dspy.BaseLM) -> dict[str, Any]:  # a retry must reach the provider
+        return {**call_overrides(lm, self.request_timeout), "cache": False}
+
+    def _uncached_metric(self) -> TotalCorrelationBound:
+        metric = copy.copy(self.metric)
+        metric.judge = with_run_lm(self.metric.judge, self.request_timeout, cache=False)
+        return metric
+
     def __enter__(self) -> RunSession:
         return self
 
@@ -151,12 +169,24 @@ class RunSession:
         """Run the program ``samples`` times per input under ``instruction`` (None: the program as given, bare)."""
         own = self.own if instruction is not None else {}
         ids = [rollout_id(self.seed, iteration, j) for j in range(samples)]
-        programs = [  # built here, not in the worker threads
-            with_meta_instruction(
-                self.student, own, instruction or "", rollout_id=rid, temperature=self.response_temperature
+
+        def build(rid: int, overrides: Callable[[dspy.BaseLM], dict[str, Any]]) -> dspy.Module:
+            return with_meta_instruction(
+                self.student,
+                own,
+                instruction or "",
+                rollout_id=rid,
+                temperature=self.response_temperature,
+                lm_overrides=overrides,
             )
-            for rid in ids
-        ]
+
+        programs = [build(rid, self._lm_overrides) for rid in ids]  # built here, not in the worker threads
+
+        def run_one(slot: tuple[int, int]) -> str | Exception:
+            i, j = slot
+            program = build(ids[j], self._uncached_lm_overrides) if is_retry() else programs[j]
+            return run_program(program, inputs[i], self.metric.response_field)
+
         jobs = {
             job_key(instruction, sorted(inputs[i].items()), ids[j], self.response_temperature): (i, j)
             for i in range(len(inputs))
@@ -165,7 +195,7 @@ class RunSession:
         results = self.board.run(
             "rollout",
             jobs,
-            lambda slot: run_program(programs[slot[1]], inputs[slot[0]], self.metric.response_field),
+            run_one,
             role="target",
             describe="responses",
         )
@@ -180,7 +210,7 @@ class RunSession:
         results = self.board.run(
             "judgement",
             {k: (p, r, q_phi[k]) for k, (p, r) in unique.items()},
-            lambda job: _score_value(judge_response(self.metric, *job)),
+            lambda job: _score_value(judge_response(self._uncached_metric() if is_retry() else self.metric, *job)),
             role="judge",
             describe="judging",
         )
@@ -200,7 +230,8 @@ class RunSession:
         base = rollout_id(self.seed, iteration)
 
         def propose_one(index: int) -> dict[str, list[str]]:
-            proposals, failures = self.proposer(
+            proposer = with_run_lm(self.proposer, self.request_timeout, cache=False) if is_retry() else self.proposer
+            proposals, failures = proposer(
                 self.metric.values,
                 current,
                 history,

@@ -22,9 +22,16 @@ from typing import Any, TypeVar
 import dspy
 from tqdm.auto import tqdm
 
-from picaco_dspy.errors import PicacoError, ProviderUnavailable
+from picaco_dspy.errors import PicacoError, ProviderRejected, ProviderUnavailable
 from picaco_dspy.runtime.parallel import parallel_map
-from picaco_dspy.runtime.retries import RetryPolicy, describe, is_transient
+from picaco_dspy.runtime.retries import (
+    RetryPolicy,
+    attempt_number,
+    describe,
+    is_empty_answer,
+    is_fatal,
+    is_transient,
+)
 from picaco_dspy.runtime.store import RunStore, StoredResult
 from picaco_dspy.runtime.usage import UsageMeter
 
@@ -185,14 +192,22 @@ class WorkBoard:
         policy = self.retry_policy
         for attempt in range(policy.max_retries + 1):
             try:
-                value = self._attempt(payload, execute, role, records_own_usage, job_meter)
+                with attempt_number(attempt):
+                    value = self._attempt(payload, execute, role, records_own_usage, job_meter)
             except Exception as exc:
-                if not is_transient(exc):
+                if not (is_transient(exc) or is_fatal(exc) or is_empty_answer(exc)):
                     raise
                 value = exc
-            if not (isinstance(value, Exception) and is_transient(value)):
+            if isinstance(value, Exception) and is_fatal(value):  # never stored: the rerun after the fix pays it
+                raise ProviderRejected(
+                    f"The provider refused a {kind} call ({describe(value, brief=True)}): check the API key and its "
+                    "permissions for this model, then run the same command again to resume (nothing paid is lost)."
+                ) from value
+            if not (isinstance(value, Exception) and (is_transient(value) or is_empty_answer(value))):
                 break
             if attempt == policy.max_retries:
+                if not is_transient(value):
+                    break  # an answer that stays empty is recorded as this job's failure
                 raise ProviderUnavailable(
                     f"A {kind} call failed {attempt + 1} times with transient errors (last: {describe(value)}). "
                     "Every result paid so far is stored: run the same command again to resume, or raise "

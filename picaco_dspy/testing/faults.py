@@ -105,16 +105,29 @@ class ServerLog:
     answered: int = 0
     rate_limited: int = 0
     server_errors: int = 0
+    empty_answers: int = 0  # both kinds: an empty body, or a JSON body with no choices
+    no_choices: int = 0  # a well-formed answer the client counts as a call
+    refused: int = 0
 
 
 class MisbehavingServer:
     """An OpenAI-compatible ``/v1/chat/completions`` server on 127.0.0.1 that answers like the scripted world, except:
-    the first request of every ``every``-th distinct body gets a 429 with ``Retry-After: 0``, the next distinct one a
-    500; after ``dead_after`` requests it closes every connection without answering (the provider dies)."""
+    of every ``every`` distinct request bodies, the last ``len(faults)`` get one fault each on their first request
+    (``"429"`` with ``Retry-After: 0``, ``"500"``, ``"empty"``: a 200 with an empty body, ``"no_choices"``: a 200 with
+    ``choices: []``); after ``dead_after`` requests it closes every connection without answering (the provider dies);
+    after ``refuse_after`` requests it answers 401 (the key was revoked) until :attr:`refusing` is set False."""
 
-    def __init__(self, *, every: int = 4, dead_after: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        every: int = 4,
+        dead_after: int | None = None,
+        faults: tuple[str, ...] = ("429", "500"),
+        refuse_after: int | None = None,
+    ) -> None:
         self.engine = ScriptedEngine()
-        self.every, self.dead_after = every, dead_after
+        self.every, self.dead_after, self.faults, self.refuse_after = every, dead_after, faults, refuse_after
+        self.refusing = refuse_after is not None
         self.log = ServerLog()
         self._seen: dict[str, int] = {}
         self._faulted: set[str] = set()
@@ -132,7 +145,7 @@ class MisbehavingServer:
                     self.close_connection = True
                     self.connection.close()
                     return
-                data = json.dumps(payload).encode()
+                data = b"" if payload is None else json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -160,11 +173,20 @@ class MisbehavingServer:
             self.log.requests += 1
             if self.dead_after is not None and self.log.requests > self.dead_after:
                 return None, None, {}
+            if self.refusing and self.refuse_after is not None and self.log.requests > self.refuse_after:
+                self.log.refused += 1
+                return 401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}, {}
             index = self._seen.setdefault(key, len(self._seen))
             fault = None
-            if key not in self._faulted and index % self.every in (self.every - 2, self.every - 1):
+            first_faulty = self.every - len(self.faults)
+            if key not in self._faulted and index % self.every >= first_faulty:
                 self._faulted.add(key)
-                fault = "429" if index % self.every == self.every - 2 else "500"
+                fault = self.faults[index % self.every - first_faulty]
+            if fault in ("empty", "no_choices"):
+                self.log.empty_answers += 1
+                self.log.no_choices += fault == "no_choices"
+                empty = {"id": "x", "object": "chat.completion", "created": 0, "model": "scripted", "choices": []}
+                return 200, (None if fault == "empty" else empty), {}
             if fault == "429":
                 self.log.rate_limited += 1
                 return 429, {"error": {"message": "rate limited", "type": "rate_limit_error"}}, {"Retry-After": "0"}
