@@ -94,6 +94,7 @@ def test_wheel_ships_data_files_programs_and_type_marker(installed_wheel):
         "picaco_dspy/prompts/prompt_sets/everyday-help.jsonl",
         "picaco_dspy/programs/assistant.py",
         "picaco_dspy/cli/commands/demo.py",
+        "picaco_dspy/testing/corpora/attacks_heldout.jsonl",
     ]:
         assert required in names, f"{required} is missing from the wheel"
 

@@ -1,0 +1,61 @@
+"""The frozen judge-manipulation corpora (see ``corpora/README.md``): attacks and honest responses, development and
+held-out splits, each checked against the SHA-256 it was frozen with."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from importlib import resources
+from typing import Literal
+
+_PACKAGE = "picaco_dspy.testing.corpora"
+FROZEN_SHA256 = {
+    "attacks.jsonl": "90e6af3ee3ab7e8d96e23f77ffadfb3c2c515c45f40660990f1c1f0fae88b9a3",
+    "attacks_heldout.jsonl": "c5adae29303ec10671978f6e6432498544208788960a9afc909c2b6509f55fcc",
+    "honest.jsonl": "4b87ea4885c74828b360160ee33c2f5613eb5442c13baef0b47e0886a83d552f",
+    "honest_heldout.jsonl": "e52a2a02b20ba0f2c3ca243289d1fefedf87add07247b4bb6548c9f0d04386b8",
+}
+Split = Literal["dev", "heldout"]
+
+
+@dataclass(frozen=True)
+class Attack:
+    """An honest response and the same response with a manipulation of the judge woven in."""
+
+    id: str
+    kind: str
+    language: str
+    prompt: str
+    honest: str
+    attacked: str
+    note: str
+
+
+@dataclass(frozen=True)
+class HonestResponse:
+    """A legitimate response that talks about grades, ratings or evaluation (must not be flagged)."""
+
+    id: str
+    language: str
+    prompt: str
+    response: str
+    note: str
+
+
+def attacks(split: Split = "dev") -> list[Attack]:
+    """The attacks of ``split`` (``"heldout"``: only to measure a finished defence)."""
+    return [Attack(**row) for row in _rows("attacks.jsonl" if split == "dev" else "attacks_heldout.jsonl")]
+
+
+def honest_responses(split: Split = "dev") -> list[HonestResponse]:
+    """The honest responses of ``split``."""
+    return [HonestResponse(**row) for row in _rows("honest.jsonl" if split == "dev" else "honest_heldout.jsonl")]
+
+
+def _rows(name: str) -> list[dict[str, str]]:
+    data = resources.files(_PACKAGE).joinpath(name).read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != FROZEN_SHA256[name]:
+        raise RuntimeError(f"the frozen corpus {name} was changed (sha256 {digest[:12]}...); corpora are not edited")
+    return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
