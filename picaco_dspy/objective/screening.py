@@ -23,12 +23,13 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-SCREEN_VERSION = 1
+SCREEN_VERSION = 2
 """Bumped whenever canonicalisation or screening changes what the judge sees (part of a stored run's identity)."""
 
-_INVISIBLE = re.compile(
-    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufe00-\ufe0f\ufeff]"
-)
+# Invisible characters that are not format (Cf) characters: fillers, the combining grapheme joiner, variation
+# selectors (which can smuggle bytes, one per selector). Every Cf character (zero-width, bidi controls, the tag block
+# U+E0000-E007F that can spell hidden ASCII) is removed as well, by category.
+_INVISIBLE = re.compile("[\u034f\u115f\u1160\u17b4\u17b5\u3164\uffa0\ufe00-\ufe0f\U000e0100-\U000e01ef]")
 _CHARACTER_RUN = re.compile(r"(.)\1{15,}", re.DOTALL)
 _BLANK_LINES = re.compile(r"\n[ \t]*(?:\n[ \t]*){2,}")
 _SPACE_RUN = re.compile(r"[ \t\u00a0]{4,}")
@@ -111,10 +112,13 @@ def _fold_mixed_script_word(match: re.Match[str]) -> str:
 
 def canonicalise_response(text: str) -> str:
     """The text a judge should see: Unicode compatibility forms folded (NFKC: full-width and styled letters become
-    plain ones), invisible and direction-control characters removed, Cyrillic/Greek look-alikes inside Latin words
-    folded to Latin, and padding (runs of one character, blank lines, spaces) collapsed, so that hidden or padded
-    instructions cannot slip past the fence or push content out of the judged window."""
+    plain ones), every format (Cf) character removed (zero-width and direction controls, the tag characters that can
+    spell hidden ASCII; a Persian zero-width non-joiner goes too, which leaves the word readable), variation selectors
+    and fillers removed, Cyrillic/Greek look-alikes inside Latin words folded to Latin, and padding (runs of one
+    character, blank lines, spaces) collapsed, so that hidden or padded instructions cannot slip past the fence or
+    push content out of the judged window."""
     text = unicodedata.normalize("NFKC", text)
+    text = "".join(c for c in text if unicodedata.category(c) != "Cf")
     text = _INVISIBLE.sub("", text)
     text = _WORD.sub(_fold_mixed_script_word, text)
     text = _CHARACTER_RUN.sub(lambda m: m.group(1) * 3 + "[...]", text)
