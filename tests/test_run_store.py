@@ -124,3 +124,38 @@ def test_passwords_never_appear_in_errors():
     with pytest.raises(ConfigurationError) as error:
         RunStore("postgresql+psycopg://user:hunter2@127.0.0.1:1/db")
     assert "hunter2" not in str(error.value) and "***" in str(error.value)
+
+
+def test_a_crashed_worker_on_this_host_is_taken_over_at_once_a_remote_one_after_its_heartbeat(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    import sqlalchemy as sa
+
+    from picaco_dspy.runtime.database import WORKERS
+
+    store = RunStore(f"sqlite:///{tmp_path / 'crash.db'}", heartbeat_seconds=0.1, stale_after_seconds=60)
+    try:
+        store.open_run("r", "f")
+        gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        dead_pid = int(gone.stdout)  # a process that has exited: its pid is free
+        now = time.time()
+        with store.engine.begin() as conn:  # a local worker killed with -9 (fresh heartbeat) and a remote one
+            for worker, host in (("local-dead", socket.gethostname()[:200]), ("remote", "another-machine")):
+                conn.execute(
+                    WORKERS.insert().values(
+                        run="r", worker=worker, host=host, pid=dead_pid, started_at=now, last_seen=now
+                    )
+                )
+        assert store.claim("r", "rollout", ["a"], "local-dead", limit=1) == ["a"]
+        assert store.claim("r", "rollout", ["b"], "remote", limit=1) == ["b"]
+        rerun = store.join("r")
+        started = time.monotonic()
+        assert store.claim("r", "rollout", ["a", "b"], rerun, limit=5) == ["a"]  # no wait for the dead local worker
+        assert time.monotonic() - started < 5
+        with store.engine.begin() as conn:  # the remote worker's heartbeat goes silent: then it is taken over too
+            conn.execute(sa.update(WORKERS).where(WORKERS.c.worker == "remote").values(last_seen=now - 120))
+        assert store.claim("r", "rollout", ["b"], rerun, limit=5) == ["b"]
+    finally:
+        store.close()

@@ -278,10 +278,16 @@ class RunStore:
         return bool(updated)
 
     def _alive(self, conn: sa.Connection, run: str, worker: str) -> bool:
+        """A worker is alive while its heartbeat is fresh; one on this host whose process is gone is dead at once
+        (a rerun after a crash starts without waiting ``claim_timeout``)."""
         row = conn.execute(
-            sa.select(WORKERS.c.last_seen).where(WORKERS.c.run == run, WORKERS.c.worker == worker)
+            sa.select(WORKERS.c.last_seen, WORKERS.c.host, WORKERS.c.pid).where(
+                WORKERS.c.run == run, WORKERS.c.worker == worker
+            )
         ).first()
-        return row is not None and time.time() - row.last_seen < self.stale_after_seconds
+        if row is None or time.time() - row.last_seen >= self.stale_after_seconds:
+            return False
+        return row.host != socket.gethostname()[:200] or _process_exists(row.pid)
 
     def release(self, run: str, worker: str) -> int:
         """Drop the claims ``worker`` still holds (its unfinished jobs), so others take them at once."""
@@ -333,3 +339,16 @@ class RunStore:
                         )
                 except sa.exc.SQLAlchemyError as exc:  # a hiccup must not kill the run; the next beat retries
                     logger.warning("Heartbeat of %s failed: %s", worker, exc)
+
+
+def _process_exists(pid: int) -> bool:
+    """Whether a process with ``pid`` runs on this host (a reused pid counts as alive: the heartbeat rule decides)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
