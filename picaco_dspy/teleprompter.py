@@ -13,7 +13,7 @@ from dspy.teleprompt import Teleprompter
 
 from picaco_dspy.errors import ConfigurationError
 from picaco_dspy.objective.bound import TotalCorrelationBound, prompt_text
-from picaco_dspy.optimize.budget import BudgetGuard
+from picaco_dspy.optimize.budget import BudgetGuard, estimate_calls
 from picaco_dspy.optimize.loop import run_picaco
 from picaco_dspy.optimize.pools import PromptPool
 from picaco_dspy.optimize.problem import AlignmentProblem
@@ -253,7 +253,8 @@ class PICACO(Teleprompter):
                 schedule=schedule.to_dict(),
             )
             policy = StepPolicy(schedule, session.steering, session.decide, len(problem.pools))
-            guard = BudgetGuard(settings.budget(), session.decide, session.ledger)
+            prior = _first_call_estimates(problem, student, targets, own, models)
+            guard = BudgetGuard(settings.budget(), session.decide, session.ledger, prior)
             log_dir = str(settings.log_dir) if settings.log_dir is not None else None
             best = run_picaco(problem, session, policy, guard, result, log_dir=log_dir)
             result.final_instructions = own_instructions(with_meta_instruction(student, own, best), targets)
@@ -319,6 +320,31 @@ def _problem(
         final_candidates=settings.final_candidates,
         val_inputs=[dict(ex.inputs()) for ex in valset] if valset is not None else None,
         val_prompts=[prompt_text(ex, field) for ex in valset] if valset is not None else None,
+    )
+
+
+def _first_call_estimates(
+    problem: AlignmentProblem,
+    student: dspy.Module,
+    targets: list[str],
+    own: dict[str, str],
+    models: dict[str, str | None],
+) -> dict[str, dict[str, float]]:
+    """Tokens and cost of one call per role before any call was made, from prompt sizes and length caps."""
+    answer_lm = dict(student.named_predictors())[targets[-1]].lm or dspy.settings.lm
+    response_tokens = int((getattr(answer_lm, "kwargs", None) or {}).get("max_tokens") or 1000)
+    values = problem.values
+    return estimate_calls(
+        prompt_chars=max(len(pool.prompt) for pool in problem.pools),
+        instruction_chars=max(len(text) for text in own.values()) + 2 * len(problem.seed_instruction),
+        response_tokens=response_tokens,
+        value_chars=sum(len(v.name) + len(v.definition) for v in values),
+        judge_calls_per_response=problem.judge_calls_per_response,
+        models={
+            "target": models.get(f"target:{targets[-1]}"),
+            "judge": models["judge"],
+            "proposer": models["proposer"],
+        },
     )
 
 

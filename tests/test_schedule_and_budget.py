@@ -118,11 +118,18 @@ def test_the_same_seed_asks_the_same_settings():
     assert runs[0] == runs[1]
 
 
-def test_a_token_budget_stops_cleanly_and_is_respected(scripted_metric, scripted_lm, tmp_path):
-    full = compile_program(Assistant(), scripted_metric, scripted_lm, storage=None).picaco_result
+@pytest.fixture
+def short_lm(engine):
+    """The scripted target with a response cap near its real answers' length: before any call, a budget projects the
+    first phase at the caps (the only projection that cannot be exceeded), so a 512-token cap would dwarf the run."""
+    return dspy.LM("scripted/world", engine=engine, temperature=1.0, max_tokens=64)
+
+
+def test_a_token_budget_stops_cleanly_and_is_respected(scripted_metric, short_lm, tmp_path):
+    full = compile_program(Assistant(), scripted_metric, short_lm, storage=None).picaco_result
     forget_dspy_cache(tmp_path, "again")
     limit = spent(full, "total_tokens") // 2
-    result = compile_program(Assistant(), scripted_metric, scripted_lm, max_tokens=limit).picaco_result
+    result = compile_program(Assistant(), scripted_metric, short_lm, max_tokens=limit).picaco_result
     assert result.budget_stopped and "max_tokens" in result.stop_reason
     assert len(result.iterations) < len(full.iterations)
     assert spent(result, "total_tokens") <= limit
@@ -146,16 +153,14 @@ def priced_world():
     litellm.model_cost.pop("scripted/world", None)
 
 
-def test_a_cost_budget_prices_calls_from_litellm_and_stops_cleanly(
-    scripted_metric, scripted_lm, priced_world, tmp_path
-):
-    full = compile_program(Assistant(), scripted_metric, scripted_lm, storage=None).picaco_result
+def test_a_cost_budget_prices_calls_from_litellm_and_stops_cleanly(scripted_metric, short_lm, priced_world, tmp_path):
+    full = compile_program(Assistant(), scripted_metric, short_lm, storage=None).picaco_result
     forget_dspy_cache(tmp_path, "again")
     assert spent(full, "cost_usd") == pytest.approx(
         sum(full.usage[r]["input_tokens"] * 1e-6 + full.usage[r]["output_tokens"] * 4e-6 for r in BUDGET_ROLES)
     )
     limit = spent(full, "cost_usd") * 0.6
-    result = compile_program(Assistant(), scripted_metric, scripted_lm, max_cost_usd=limit).picaco_result
+    result = compile_program(Assistant(), scripted_metric, short_lm, max_cost_usd=limit).picaco_result
     assert result.budget_stopped and "max_cost_usd" in result.stop_reason
     assert 0 < spent(result, "cost_usd") <= limit
 
@@ -196,3 +201,23 @@ def test_a_budget_stopped_run_continues_with_a_larger_budget(scripted_metric, sc
 def test_bad_schedule_budget_and_storage_arguments_are_named(scripted_metric, scripted_lm, kwargs, message):
     with pytest.raises(ConfigurationError, match=message):
         compile_program(Assistant(), scripted_metric, scripted_lm, **kwargs)
+
+
+def test_a_budget_too_small_for_the_first_phase_is_refused_before_any_call(scripted_metric, scripted_lm, engine):
+    with pytest.raises(ConfigurationError, match="first phase.*nothing was spent"):
+        compile_program(Assistant(), scripted_metric, scripted_lm, max_tokens=2000)
+    with pytest.raises(ConfigurationError, match="first phase.*nothing was spent"):
+        compile_program(Assistant(), scripted_metric, scripted_lm, max_lm_calls=10)
+    assert sum(engine.calls.values()) == 0
+
+
+def test_a_budget_that_pays_the_noisy_pool_but_no_iteration_returns_the_seed_program(
+    scripted_metric, scripted_lm, engine
+):
+    # noisy pool: 4 prompts x 4 bare samples + 4 x 2 kept judged = 24 calls; iteration 1 needs 8 + 8 + 4 more
+    aligned = compile_program(Assistant(), scripted_metric, scripted_lm, max_lm_calls=30)
+    result = aligned.picaco_result
+    assert result.budget_stopped and "iteration-1" in result.stop_reason and not result.iterations
+    assert result.final_instruction == result.seed_instruction and result.finished
+    assert sum(result.usage[r]["calls"] for r in ("target", "judge", "proposer")) <= 30
+    assert aligned.candidate_programs and aligned.candidate_programs[0]["instruction"] == result.seed_instruction

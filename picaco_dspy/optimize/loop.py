@@ -16,7 +16,7 @@ from picaco_dspy.optimize.enhance import build_noisy_pool, enhance_responses
 from picaco_dspy.optimize.problem import AlignmentProblem
 from picaco_dspy.optimize.refine import refine_instruction
 from picaco_dspy.optimize.result import IterationRecord, PICACOResult
-from picaco_dspy.optimize.schedule import StepPolicy
+from picaco_dspy.optimize.schedule import StepPolicy, StepSettings
 from picaco_dspy.optimize.select import select_final
 from picaco_dspy.runtime.session import RunSession
 
@@ -58,8 +58,16 @@ def run_picaco(
         "Optuna-steered" if schedule.steered else "fixed",
     )
     noisy_cost = phase_cost(
-        rollouts=n * problem.noisy_samples, judged=n * schedule.noisy_pool_size, judge_calls_per_response=per_response
-    )  # only the M2 kept per prompt are judged
+        rollouts=n * problem.noisy_samples if schedule.noisy_pool_size else 0,
+        judged=n * schedule.noisy_pool_size,  # only the M2 kept per prompt are judged
+        judge_calls_per_response=per_response,
+    )
+    first = noisy_cost if schedule.noisy_pool_size else _iteration_cost(n, policy.settings(1), per_response)
+    if not guard.allows(first, "start"):  # projected from prompt sizes and length caps: nothing is paid yet
+        raise ConfigurationError(
+            f"The budget does not pay for the first phase ({sum(first.values())} calls expected; "
+            f"{guard.stop_reason}); nothing was spent: raise it or shrink the prompts, samples or the LM's max_tokens."
+        )
     if schedule.noisy_pool_size and guard.allows(noisy_cost, "noisy-pool"):
         result.noisy_pool = build_noisy_pool(problem, session)
         checkpoint()
@@ -67,18 +75,8 @@ def run_picaco(
     current, history = problem.seed_instruction, list[tuple[str, float]]()
     for iteration in range(1, schedule.max_iterations + 1):
         settings = policy.settings(iteration)
-        cost = phase_cost(
-            rollouts=n * settings.samples_per_prompt,
-            judge_calls_per_response=per_response,
-            proposals=settings.num_candidates,
-        )
-        if not guard.allows(cost, f"iteration-{iteration}"):
-            if iteration == 1:
-                raise ConfigurationError(
-                    f"The budget does not pay for one iteration ({sum(cost.values())} calls expected; "
-                    f"{guard.stop_reason}); raise it or shrink the prompts, samples or candidates."
-                )
-            break
+        if not guard.allows(_iteration_cost(n, settings, per_response), f"iteration-{iteration}"):
+            break  # the best program so far is selected and returned, marked budget_stopped
         enhancement = enhance_responses(problem, session, iteration, current, settings)
         refinement = refine_instruction(problem, session, policy, iteration, current, history, settings)
         current = refinement.instruction
@@ -117,3 +115,11 @@ def run_picaco(
     result.final_instruction = best
     checkpoint()
     return best
+
+
+def _iteration_cost(n_prompts: int, settings: StepSettings, judge_calls_per_response: int) -> dict[str, int]:
+    return phase_cost(
+        rollouts=n_prompts * settings.samples_per_prompt,
+        judge_calls_per_response=judge_calls_per_response,
+        proposals=settings.num_candidates,
+    )

@@ -24,15 +24,12 @@ def select_final(
     Returns:
         The chosen instruction (the seed loses ties) and the record of the selection.
     """
-    if not iterations:
-        raise PicacoError("PICACO ran no iteration; see the log.")
     seed = problem.seed_instruction
-    last = iterations[-1]
+    last = iterations[-1] if iterations else None  # none: the budget stopped the run before its first iteration
     chosen = [seed] + [r.instruction for r in iterations]
-    pool = list(dict.fromkeys(chosen + [c.instruction for c in last.candidates]))
-    scores, _ = instruction_scores(
-        problem, session, pool, range(len(problem.pools)), last.settings.get("aligned_pool_size")
-    )
+    pool = list(dict.fromkeys(chosen + ([c.instruction for c in last.candidates] if last else [])))
+    m1 = last.settings.get("aligned_pool_size") if last else None
+    scores, _ = instruction_scores(problem, session, pool, range(len(problem.pools)), m1)
     final_J = dict(zip(pool, scores))
     contenders = sorted(pool, key=lambda t: -final_J[t])[: problem.final_candidates]
     if seed not in contenders:
