@@ -29,3 +29,9 @@ def read_text_file(path: str | Path, *, kind: str, error: type[Exception], max_b
         return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise error(f"{kind} {str(path)!r} is not UTF-8 text ({exc.reason}); save it as UTF-8.") from exc
+
+
+def excerpt(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, for error messages about input of any size."""
+    text = repr(value) if not isinstance(value, str) else repr(value[: limit + 1])
+    return text if len(text) <= limit else text[: limit - 5] + "...'" + f" ({len(str(value)):,} chars)"

@@ -164,3 +164,45 @@ def test_a_pickled_program_state_is_refused_and_never_unpickled(tmp_path, capsys
     err = capsys.readouterr().err
     assert code == 2 and "pickle" in err.lower() and err.count("\n") == 1
     assert not marker.exists()
+
+
+# ---------------------------------------------------------------------- inputs from the issue-12 report
+ALIAS_BOMB = "\n".join(
+    ["a: &a ['lol','lol','lol','lol','lol','lol','lol','lol','lol']"]
+    + [f"{chr(ord('b') + i)}: &{chr(ord('b') + i)} [{','.join(['*' + chr(ord('a') + i)] * 9)}]" for i in range(8)]
+)
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("bomb.yaml", ALIAS_BOMB, "YAML alias"),
+        ("deep.json", "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ("deep.yaml", "values: " + "[" * 5_000 + "]" * 5_000, "nested too deeply|not valid YAML"),
+        ("colon.yaml", "values:\n  - {name: 'Care: for others', definition: d}", "contains ':'"),
+        ("long.yaml", f"values:\n  - {{name: '{'x' * 200}', definition: d}}", "at most 80"),
+        ("bidi.yaml", 'values:\n  - {name: "Care\\u202e", definition: d}', "control or invisible"),
+        ("control.yaml", 'values:\n  - {name: "Ca\\x07re", definition: d}', "control or invisible"),
+        ("huge-entry.yaml", "values:\n  - " + "x" * 500_000, "must be a mapping"),
+    ],
+)
+def test_hostile_value_files_give_one_short_specific_error(tmp_path, capsys, name, content, message):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ValueSetError, match=message) as caught:
+        ValueSet.from_file(path)
+    assert len(str(caught.value)) < 400  # quotes an excerpt, never the whole input
+    code = main(["values", "show", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and len(err) < 500
+
+
+def test_a_csv_field_over_the_csv_limit_is_a_clear_error(tmp_path):
+    path = tmp_path / "big.csv"
+    path.write_text("prompt\n" + "x" * 200_000 + "\n", encoding="utf-8")
+    with pytest.raises(PromptFileError, match="not a usable CSV file.*field larger than field limit"):
+        load_prompt_file(path)
+    nested = tmp_path / "deep.jsonl"
+    nested.write_text("[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
+    with pytest.raises(PromptFileError, match="nested too deeply"):
+        load_prompt_file(nested)

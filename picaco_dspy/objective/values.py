@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from picaco_dspy._validation import read_text_file
+from picaco_dspy._validation import excerpt, read_text_file
 from picaco_dspy.errors import ValueSetError
 
 _BUILTIN_PACKAGE = "picaco_dspy.objective.value_sets"
@@ -34,6 +35,7 @@ class Value:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValueSetError("A value needs a non-empty string `name`.")
+        _check_value_name(self.name)
         if not isinstance(self.definition, str) or not self.definition.strip():
             raise ValueSetError(
                 f"Value {self.name!r} has no definition: give each value a `definition` saying what honouring it means."
@@ -118,7 +120,7 @@ class ValueSet:
         for i, entry in enumerate(raw_values):
             if not isinstance(entry, Mapping):
                 raise ValueSetError(
-                    f"Entry {i} of `values` must be a mapping with `name` and `definition`, got {entry!r}."
+                    f"Entry {i} of `values` must be a mapping with `name` and `definition`, got {excerpt(entry)}."
                 )
             unknown = set(entry) - {"name", "definition", "weight"}
             if unknown:
@@ -225,6 +227,28 @@ class ValueSet:
         )
 
 
+MAX_VALUE_NAME_CHARS = 80
+
+
+def _check_value_name(name: str) -> None:
+    """A value name must be one the judge can write back: short, one line, no ``:`` (``Name: 4`` is how ratings are
+    read), no control, format or private-use characters (invisible or direction-changing text)."""
+    shown = excerpt(name, 40)
+    if len(name.strip()) > MAX_VALUE_NAME_CHARS:
+        raise ValueSetError(
+            f"Value name {shown} is {len(name.strip())} characters long; use at most {MAX_VALUE_NAME_CHARS} (put the "
+            "rest in its `definition`)."
+        )
+    if ":" in name or "：" in name:
+        raise ValueSetError(f"Value name {shown} contains ':'; judges answer `Name: score`, so names cannot hold one.")
+    odd = sorted({f"U+{ord(c):04X}" for c in name if unicodedata.category(c) in ("Cc", "Cf", "Co", "Cs", "Zl", "Zp")})
+    if odd:
+        raise ValueSetError(
+            f"Value name {shown} contains control or invisible characters ({', '.join(odd[:5])}); write it as plain "
+            "text."
+        )
+
+
 def _normalise_name(name: str) -> str:
     return re.sub(r"[\s_\-]+", "", name).casefold()
 
@@ -236,10 +260,23 @@ def _parse_text(text: str, *, suffix: str, origin: str) -> Any:
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ValueSetError(f"Value file {origin!r} is not valid JSON: {exc}.") from exc
+            raise ValueSetError(f"Value file {origin!r} is not valid JSON: {excerpt(str(exc), 160)}.") from exc
+        except RecursionError as exc:
+            raise ValueSetError(f"Value file {origin!r} is nested too deeply to be a value set.") from exc
     import yaml
 
+    class _NoAliases(yaml.SafeLoader):  # anchors and aliases can expand a few bytes into gigabytes
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                raise ValueSetError(
+                    f"Value file {origin!r} uses a YAML alias (*name); value files cannot use anchors or aliases: "
+                    "write each value out."
+                )
+            return super().compose_node(parent, index)
+
     try:
-        return yaml.safe_load(text)  # safe_load: data only, never constructs Python objects
+        return yaml.load(text, Loader=_NoAliases)  # a SafeLoader: data only, never constructs Python objects
     except yaml.YAMLError as exc:
-        raise ValueSetError(f"Value file {origin!r} is not valid YAML: {exc}.") from exc
+        raise ValueSetError(f"Value file {origin!r} is not valid YAML: {excerpt(str(exc), 160)}.") from exc
+    except RecursionError as exc:
+        raise ValueSetError(f"Value file {origin!r} is nested too deeply to be a value set.") from exc

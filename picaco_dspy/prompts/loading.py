@@ -91,7 +91,10 @@ def load_prompt_file(path: str | Path, column: str | None = None) -> list[str]:
     if suffix in (".jsonl", ".json"):
         rows = _read_jsonl(text, str(path))
     elif suffix == ".csv":
-        rows = list(csv.DictReader(io.StringIO(text)))
+        try:
+            rows = list(csv.DictReader(io.StringIO(text)))
+        except csv.Error as exc:  # e.g. a field over csv.field_size_limit() (128 KiB), or a broken quote
+            raise PromptFileError(f"Prompt file {str(path)!r} is not a usable CSV file: {exc}.") from exc
     else:
         raise PromptFileError(f"Prompt file {str(path)!r}: use a .jsonl or .csv file.")
     if not rows:
@@ -132,6 +135,8 @@ def _read_jsonl(text: str, origin: str) -> list[dict]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise PromptFileError(f"{origin}, line {number}: not valid JSON ({exc.msg}).") from exc
+        except RecursionError as exc:
+            raise PromptFileError(f"{origin}, line {number}: nested too deeply to be a prompt row.") from exc
         if isinstance(row, str):
             row = {"prompt": row}
         if not isinstance(row, dict):
