@@ -359,3 +359,34 @@ def test_bad_models_budgets_and_storage_exit_2(capsys, tmp_path, extra, message)
         str(tmp_path / "o"),
     )
     assert code == 2 and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["compile"], "the following arguments are required"),
+        (["compile", "--values", "x", "--prompts", "y", "--out", "z", "--iterations", "abc"], "invalid int value"),
+        (["bogus"], "invalid choice"),
+    ],
+)
+def test_argument_errors_are_one_line_with_a_hint(capsys, argv, message):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.count("\n") == 1 and message in err and "--help`" in err
+
+
+def test_outputs_and_storage_that_cannot_work_are_named_before_any_model_runs(capsys, tmp_path):
+    not_a_db = tmp_path / "notes.txt"
+    not_a_db.write_text("my notes\n")
+    a_file = tmp_path / "out.txt"
+    a_file.write_text("x")
+    base = ["compile", "--values", "liberalism-4", "--prompts", "everyday-help", "--limit", "3"]
+    for extra, message in (
+        (["--out", str(a_file)], "is a file"),
+        (["--out", str(tmp_path / "o"), "--storage", str(not_a_db)], "is not an SQLite database"),
+        (["--out", str(tmp_path / "o"), "--storage", str(tmp_path)], "is a folder"),
+    ):
+        code, _, err = run(capsys, *base, *extra)
+        assert code == 2 and message in err and err.count("\n") == 1
+    assert not_a_db.read_text() == "my notes\n" and not (tmp_path / "o").exists()

@@ -9,6 +9,7 @@ import argparse
 import logging
 import os
 import sys
+from typing import NoReturn
 
 from picaco_dspy.cli.commands import COMMANDS
 from picaco_dspy.cli.errors import EXIT_USAGE, CliError
@@ -17,9 +18,16 @@ from picaco_dspy.errors import ConfigurationError, PicacoError
 __all__ = ["CliError", "build_parser", "main"]
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Argument errors as one line plus where to look, like every other error of the command."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {' '.join(message.split())} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="picaco", description="Align DSPy programs to several human values at once with PICACO (arXiv 2507.16679)."
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")

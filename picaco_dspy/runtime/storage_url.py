@@ -42,7 +42,30 @@ def resolve_storage_url(storage: str | None) -> str | None:
     path = Path(storage).expanduser()
     if path.parent and not path.parent.exists():
         raise ConfigurationError(f"storage {storage!r}: the folder {path.parent} does not exist; create it first.")
+    check_sqlite_file(path)
     return f"sqlite:///{path.resolve()}"
+
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_sqlite_file(path: Path) -> None:
+    """Refuse a storage path that is a folder, an existing file that is not an SQLite database, or one in a folder
+    this process cannot write to, before any model runs."""
+    if path.is_dir():
+        raise ConfigurationError(
+            f"storage {str(path)!r} is a folder; name a database file in it, e.g. {path / 'runs.db'}."
+        )
+    if path.exists():
+        with path.open("rb") as handle:
+            header = handle.read(len(_SQLITE_HEADER))
+        if header and header != _SQLITE_HEADER:
+            raise ConfigurationError(
+                f"storage {str(path)!r} exists and is not an SQLite database; name a new file or an existing run "
+                "storage (it would not be overwritten)."
+            )
+    elif not os.access(path.parent if str(path.parent) else Path("."), os.W_OK):
+        raise ConfigurationError(f"storage {str(path)!r}: the folder {path.parent} is not writable.")
 
 
 def check_storage_url(url: str) -> None:

@@ -55,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
         if picaco_only:
             raise CliError(f"{', '.join(picaco_only)} apply to PICACO only, not to --method {args.method}")
     settings = CompileSettings.from_args(args)  # every setting checked before prompts or models are loaded
+    out = Path(settings.out)
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--out {str(out)!r} is a file; give a folder (it is created if missing)")
     prompts = load_prompts(args.prompts, args.prompt_column)[: args.limit]
     if args.valset:
         train, val = prompts, load_prompts(args.valset, args.prompt_column)[: args.val_limit]
