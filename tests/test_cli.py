@@ -307,6 +307,12 @@ def test_worker_explains_runs_started_from_python_and_unknown_runs(capsys, tmp_p
             "        return self.p(query=query)\n",
             "text output",
         ),
+        (
+            "import dspy\nclass Broken(dspy.Module):\n    def __init__(self):\n"
+            "        raise RuntimeError('no config')\n    def forward(self, query):\n        return query\n",
+            "building the program failed: RuntimeError: no config",
+        ),
+        ("import sys\nsys.exit(0)\n", "calls sys.exit(0) when imported"),
     ],
 )
 def test_programs_that_cannot_be_aligned_are_named(capsys, tmp_path, source, message):
@@ -390,3 +396,25 @@ def test_outputs_and_storage_that_cannot_work_are_named_before_any_model_runs(ca
         code, _, err = run(capsys, *base, *extra)
         assert code == 2 and message in err and err.count("\n") == 1
     assert not_a_db.read_text() == "my notes\n" and not (tmp_path / "o").exists()
+
+
+def test_an_unknown_reference_model_is_named_before_any_lm_call(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, _, err = run(
+        capsys,
+        "compile",
+        "--values",
+        "liberalism-4",
+        "--prompts",
+        "everyday-help",
+        "--limit",
+        "3",
+        "--proposer",
+        "template",
+        "--reference",
+        str(tmp_path / "no-such-model"),
+        "--out",
+        str(tmp_path / "o"),
+    )
+    assert code == 2 and "reference model cannot be loaded" in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()

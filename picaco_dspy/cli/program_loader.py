@@ -59,7 +59,10 @@ def load_program(spec: str) -> tuple[dspy.Module, str]:
         if len(classes) != 1:
             raise CliError(f"{path_text} defines {len(classes)} DSPy modules; name one as {path_text}:ClassName")
         obj = classes[0]
-    program = obj() if inspect.isclass(obj) else obj
+    try:
+        program = obj() if inspect.isclass(obj) else obj
+    except Exception as exc:
+        raise CliError(f"{spec}: building the program failed: {type(exc).__name__}: {str(exc)[:200]}") from exc
     if not isinstance(program, dspy.Module):
         raise CliError(f"{spec} is not a DSPy module")
     params = [
@@ -84,15 +87,34 @@ def _import_file(path: Path) -> ModuleType:
     module = importlib.util.module_from_spec(module_spec)
     try:
         module_spec.loader.exec_module(module)
+    except SystemExit as exc:  # a script that exits on import: never let it end the command silently
+        raise CliError(
+            f"{path} calls sys.exit({exc.code!r}) when imported; guard it with if __name__ == '__main__'"
+        ) from exc
     except Exception as exc:
-        raise CliError(f"could not import {path}: {type(exc).__name__}: {exc}") from exc
+        raise CliError(f"could not import {path}: {type(exc).__name__}: {str(exc)[:200]}") from exc
     return module
 
 
 def preflight(program: dspy.Module, example: dspy.Example, metric: TotalCorrelationBound) -> None:
-    """Run the program and the judge once, so unreachable models and format problems fail fast with their message."""
+    """Load the reference model, then run the program and the judge once, so unknown models, unreachable providers
+    and format problems fail fast with their message (the reference model first: it costs nothing)."""
     try:  # a program PICACO cannot align is named before any model runs
         require_text_output(program, target_predictors(program, None)[-1])
+    except (PicacoError, ConfigurationError) as exc:
+        raise CliError(f"the program cannot run: {exc}") from exc
+    load = getattr(metric.reference, "load", None)
+    if load is not None:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # one line on failure, not a half-drawn bar
+        try:
+            load()
+        except Exception as exc:
+            raise CliError(f"the reference model cannot be loaded: {' '.join(str(exc).split())[:300]}") from exc
+        finally:
+            transformers_logging.enable_progress_bar()
+    try:
         response = response_text(program(**example.inputs()), metric.response_field)
     except (PicacoError, ConfigurationError) as exc:
         raise CliError(f"the program cannot run: {exc}") from exc

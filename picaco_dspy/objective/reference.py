@@ -136,6 +136,11 @@ class ReferenceModel:
         with self._lock:
             self._memo.clear()
 
+    def load(self) -> None:
+        """Load the model now (it loads on first use otherwise), so that an unknown model id or folder is named
+        before any LM is called."""
+        self._ensure_loaded()
+
     # ------------------------------------------------------------------ internals
     def _ensure_loaded(self) -> None:
         if self._model is None:
