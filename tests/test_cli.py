@@ -12,6 +12,24 @@ from picaco_dspy.cli.program_loader import load_program
 from picaco_dspy.programs.assistant import Assistant
 
 
+def small_compile(tmp_path, *extra):
+    """A compile on 3 built-in prompts with the template proposer, writing to tmp_path/o."""
+    return [
+        "compile",
+        "--values",
+        "liberalism-4",
+        "--prompts",
+        "everyday-help",
+        "--limit",
+        "3",
+        "--proposer",
+        "template",
+        *extra,
+        "--out",
+        str(tmp_path / "o"),
+    ]
+
+
 def run(capsys, *argv):
     code = main(list(argv))
     out, err = capsys.readouterr()
@@ -318,22 +336,7 @@ def test_worker_explains_runs_started_from_python_and_unknown_runs(capsys, tmp_p
 def test_programs_that_cannot_be_aligned_are_named(capsys, tmp_path, source, message):
     program = tmp_path / "prog.py"
     program.write_text(source)
-    code, _, err = run(
-        capsys,
-        "compile",
-        "--program",
-        str(program),
-        "--values",
-        "liberalism-4",
-        "--prompts",
-        "everyday-help",
-        "--limit",
-        "3",
-        "--proposer",
-        "template",
-        "--out",
-        str(tmp_path / "o"),
-    )
+    code, _, err = run(capsys, *small_compile(tmp_path, "--program", str(program)))
     assert code == 2 and message in err and err.count("\n") == 1
 
 
@@ -349,21 +352,7 @@ def test_programs_that_cannot_be_aligned_are_named(capsys, tmp_path, source, mes
     ],
 )
 def test_bad_models_budgets_and_storage_exit_2(capsys, tmp_path, extra, message):
-    code, _, err = run(
-        capsys,
-        "compile",
-        "--values",
-        "liberalism-4",
-        "--prompts",
-        "everyday-help",
-        "--limit",
-        "3",
-        "--proposer",
-        "template",
-        *extra,
-        "--out",
-        str(tmp_path / "o"),
-    )
+    code, _, err = run(capsys, *small_compile(tmp_path, *extra))
     assert code == 2 and message in err and err.count("\n") == 1
 
 
@@ -400,21 +389,6 @@ def test_outputs_and_storage_that_cannot_work_are_named_before_any_model_runs(ca
 
 def test_an_unknown_reference_model_is_named_before_any_lm_call(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    code, _, err = run(
-        capsys,
-        "compile",
-        "--values",
-        "liberalism-4",
-        "--prompts",
-        "everyday-help",
-        "--limit",
-        "3",
-        "--proposer",
-        "template",
-        "--reference",
-        str(tmp_path / "no-such-model"),
-        "--out",
-        str(tmp_path / "o"),
-    )
+    code, _, err = run(capsys, *small_compile(tmp_path, "--reference", str(tmp_path / "no-such-model")))
     assert code == 2 and "reference model cannot be loaded" in err and err.count("\n") == 1
     assert not (tmp_path / "o").exists()
