@@ -115,7 +115,7 @@ class PICACOSettings:
         for name in ("max_cost_usd", "min_improvement", "claim_timeout"):
             value = getattr(self, name)
             if value is not None and (not _is_number(value) or value < 0):
-                raise ConfigurationError(f"{name} must be a non-negative number, got {value!r}.")
+                raise ConfigurationError(f"{name} must be a finite non-negative number, got {value!r}.")
         if self.max_cost_usd is not None and self.max_cost_usd <= 0:
             raise ConfigurationError(f"max_cost_usd must be positive, got {self.max_cost_usd!r}.")
         if self.claim_timeout <= 1:
@@ -190,4 +190,5 @@ _INT_RANGES = (  # (name, low, high) for the optional integer settings
 
 
 def _is_number(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and not math.isnan(value)
+    """A finite real number (NaN or infinity as a budget or timeout would silently mean "no limit")."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)

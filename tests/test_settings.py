@@ -37,7 +37,9 @@ def test_get_params_returns_the_arguments_as_given(scripted_metric):
     "kwargs, message",
     [
         ({"num_iterations": 0}, "num_iterations must be an integer >= 1"),
-        ({"max_cost_usd": float("nan")}, "max_cost_usd must be a non-negative number"),
+        ({"max_cost_usd": float("nan")}, "max_cost_usd must be a finite non-negative number"),
+        ({"max_cost_usd": float("inf")}, "max_cost_usd must be a finite"),
+        ({"request_timeout": 0}, "request_timeout must be a positive number"),
         ({"noisy_pool_size": 5, "noisy_samples_per_prompt": 3}, "noisy_samples_per_prompt"),
         ({"auto": "huge"}, "auto must be one of"),
         ({"predictor_names": "respond"}, "predictor_names must be a list"),
