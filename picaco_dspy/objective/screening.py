@@ -17,13 +17,17 @@ judgement of the same response without the flagged sentence (and the lower of th
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import re
 import unicodedata
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-SCREEN_VERSION = 2
+SCREEN_VERSION = 3
 """Bumped whenever canonicalisation or screening changes what the judge sees (part of a stored run's identity)."""
 
 # Invisible characters that are not format (Cf) characters: fillers, the combining grapheme joiner, variation
@@ -215,7 +219,11 @@ def screen_response(text: str, value_names: Sequence[str] = ()) -> ScreenedRespo
     kept_lines: list[str] = []
     removed: list[str] = []
     for line in text.split("\n"):
-        if _MARKUP.search(line) or (score_line is not None and score_line.search(line)):
+        hidden = any(
+            _EVALUATOR_DIRECTED_RE.search(view) or (score_line is not None and score_line.search(view))
+            for view in decoded_views(line)
+        )
+        if hidden or _MARKUP.search(line) or (score_line is not None and score_line.search(line)):
             if line.strip():
                 removed.append(line.strip())
             continue
@@ -239,3 +247,36 @@ def _score_line_pattern(value_names: Sequence[str]) -> re.Pattern[str] | None:
     if not names:
         return None
     return re.compile(rf"[\"']?(?:{'|'.join(names)})[\"']?\s*[:=]\s*[\"']?\d+(?:\.\d+)?\b", re.IGNORECASE)
+
+
+_BASE64 = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}")
+_BASE32 = re.compile(r"[A-Z2-7]{16,}=*")
+_HEX = re.compile(r"(?:[0-9a-fA-F]{2}[ :]?){8,}")
+_PERCENT = re.compile(r"(?:%[0-9A-Fa-f]{2}|[A-Za-z0-9._~-]){0,20}(?:%[0-9A-Fa-f]{2}[A-Za-z0-9._~+-]*){3,}")
+_ESCAPES = re.compile(r"(?:\\[uU][0-9a-fA-F]{4}){4,}|(?:\\x[0-9a-fA-F]{2}){4,}")
+_ROT13 = str.maketrans(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", "NOPQRSTUVWXYZABCDEFGHIJKLMnopqrstuvwxyzabcdefghijklm"
+)
+
+
+def decoded_views(line: str) -> list[str]:
+    """What an LLM judge could read out of ``line`` besides its surface: the line reversed and rot13-ed, and every
+    base64, base32, hex, percent-encoded or backslash-escaped run in it decoded (when that gives readable text).
+    The screen looks for text addressed to the evaluator in these views too."""
+    views = [line[::-1], line.translate(_ROT13)]
+    decoders: list[tuple[re.Pattern[str], Any]] = [
+        (_BASE64, lambda s: base64.b64decode(s + "=" * (-len(s) % 4), validate=True)),
+        (_BASE32, lambda s: base64.b32decode(s + "=" * (-len(s) % 8))),
+        (_HEX, lambda s: bytes.fromhex(re.sub(r"[ :]", "", s))),
+        (_PERCENT, lambda s: urllib.parse.unquote(s).encode()),
+        (_ESCAPES, lambda s: s.encode().decode("unicode_escape").encode("utf-8", "surrogatepass")),
+    ]
+    for pattern, decode in decoders:
+        for match in pattern.finditer(line):
+            try:
+                text = decode(match.group(0).strip()).decode("utf-8")
+            except (ValueError, UnicodeError, binascii.Error):
+                continue
+            if text and sum(c.isprintable() or c.isspace() for c in text) >= 0.9 * len(text):
+                views.append(canonicalise_response(text))
+    return views
