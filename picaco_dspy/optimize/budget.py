@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from picaco_dspy.optimize.schedule import StepSettings
 from picaco_dspy.runtime.usage import BUDGET_ROLES, call_cost
 
 logger = logging.getLogger(__name__)
@@ -128,6 +129,15 @@ def combined(*costs: Mapping[str, int]) -> dict[str, int]:
         for role, n in cost.items():
             total[role] = total.get(role, 0) + n
     return total
+
+
+def iteration_cost(n_prompts: int, settings: StepSettings, judge_calls_per_response: int) -> dict[str, int]:
+    """Calls per role of one iteration: its samples, each judged, and its proposals."""
+    return phase_cost(
+        rollouts=n_prompts * settings.samples_per_prompt,
+        judge_calls_per_response=judge_calls_per_response,
+        proposals=settings.num_candidates,
+    )
 
 
 def phase_cost(

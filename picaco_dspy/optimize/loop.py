@@ -11,12 +11,12 @@ import logging
 import time
 
 from picaco_dspy.errors import ConfigurationError
-from picaco_dspy.optimize.budget import BudgetGuard, phase_cost
+from picaco_dspy.optimize.budget import BudgetGuard, iteration_cost, phase_cost
 from picaco_dspy.optimize.enhance import build_noisy_pool, enhance_responses
 from picaco_dspy.optimize.problem import AlignmentProblem
 from picaco_dspy.optimize.refine import refine_instruction
 from picaco_dspy.optimize.result import IterationRecord, PICACOResult
-from picaco_dspy.optimize.schedule import StepPolicy, StepSettings
+from picaco_dspy.optimize.schedule import StepPolicy
 from picaco_dspy.optimize.select import select_final
 from picaco_dspy.runtime.session import RunSession
 
@@ -62,7 +62,7 @@ def run_picaco(
         judged=n * schedule.noisy_pool_size,  # only the M2 kept per prompt are judged
         judge_calls_per_response=per_response,
     )
-    first = noisy_cost if schedule.noisy_pool_size else _iteration_cost(n, policy.settings(1), per_response)
+    first = noisy_cost if schedule.noisy_pool_size else iteration_cost(n, policy.settings(1), per_response)
     if not guard.allows(first, "start"):  # projected from prompt sizes and length caps: nothing is paid yet
         raise ConfigurationError(
             f"The budget does not pay for the first phase ({sum(first.values())} calls expected; "
@@ -75,7 +75,7 @@ def run_picaco(
     current, history = problem.seed_instruction, list[tuple[str, float]]()
     for iteration in range(1, schedule.max_iterations + 1):
         settings = policy.settings(iteration)
-        if not guard.allows(_iteration_cost(n, settings, per_response), f"iteration-{iteration}"):
+        if not guard.allows(iteration_cost(n, settings, per_response), f"iteration-{iteration}"):
             break  # the best program so far is selected and returned, marked budget_stopped
         enhancement = enhance_responses(problem, session, iteration, current, settings)
         refinement = refine_instruction(problem, session, policy, iteration, current, history, settings)
@@ -115,11 +115,3 @@ def run_picaco(
     result.final_instruction = best
     checkpoint()
     return best
-
-
-def _iteration_cost(n_prompts: int, settings: StepSettings, judge_calls_per_response: int) -> dict[str, int]:
-    return phase_cost(
-        rollouts=n_prompts * settings.samples_per_prompt,
-        judge_calls_per_response=judge_calls_per_response,
-        proposals=settings.num_candidates,
-    )
