@@ -122,15 +122,6 @@ def estimate_calls(
     return estimates
 
 
-def combined(*costs: Mapping[str, int]) -> dict[str, int]:
-    """The calls per role of several phases together."""
-    total: dict[str, int] = {}
-    for cost in costs:
-        for role, n in cost.items():
-            total[role] = total.get(role, 0) + n
-    return total
-
-
 def iteration_cost(n_prompts: int, settings: StepSettings, judge_calls_per_response: int) -> dict[str, int]:
     """Calls per role of one iteration: its samples, each judged, and its proposals."""
     return phase_cost(
