@@ -63,12 +63,12 @@ def run_picaco(
         judge_calls_per_response=per_response,
     )
     first = noisy_cost if schedule.noisy_pool_size else iteration_cost(n, policy.settings(1), per_response)
-    if not guard.allows(first, "start"):  # projected from prompt sizes and length caps: nothing is paid yet
-        raise ConfigurationError(
+    if not guard.allows(first, "noisy-pool" if schedule.noisy_pool_size else "start"):  # before any call: projected
+        raise ConfigurationError(  # from prompt sizes and length caps, so nothing is paid yet
             f"The budget does not pay for the first phase ({sum(first.values())} calls expected; "
             f"{guard.stop_reason}); nothing was spent: raise it or shrink the prompts, samples or the LM's max_tokens."
         )
-    if schedule.noisy_pool_size and guard.allows(noisy_cost, "noisy-pool"):
+    if schedule.noisy_pool_size:
         result.noisy_pool = build_noisy_pool(problem, session)
         checkpoint()
 
