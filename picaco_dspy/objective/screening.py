@@ -27,7 +27,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-SCREEN_VERSION = 3
+from picaco_dspy.objective.manipulation_cues import (
+    TOP_OUTCOME,
+    TURN_MARKER,
+    assembled_message,
+    concept_cue,
+    fold,
+    open_completion,
+    verdict_block,
+)
+
+SCREEN_VERSION = 4
 """Bumped whenever canonicalisation or screening changes what the judge sees (part of a stored run's identity)."""
 
 # Invisible characters that are not format (Cf) characters: fillers, the combining grapheme joiner, variation
@@ -100,6 +110,15 @@ _LOOKALIKE_TO_LATIN = str.maketrans(
         "Τ": "T",
         "Υ": "Y",
         "Χ": "X",
+        "օ": "o",
+        "ս": "u",
+        "ց": "g",
+        "հ": "h",
+        "ո": "n",
+        "ա": "w",
+        "զ": "q",
+        "ք": "p",
+        "ռ": "n",
     }
 )
 _WORD = re.compile(r"\w+")
@@ -107,9 +126,19 @@ _LATIN = re.compile(r"[A-Za-z]")
 _LOOKALIKE = re.compile("[" + "".join(chr(c) for c in _LOOKALIKE_TO_LATIN) + "]")
 
 
+# Latin letters that look like Cyrillic ones, folded inside words that are Cyrillic (they hold a Cyrillic letter
+# with no Latin twin, such as ц, щ, и, ь, л).
+_LATIN_TO_CYRILLIC = str.maketrans("aAbBcCeEhHkKmMoOpPtTxXyY", "аАвВсСеЕнНкКмМоОрРтТхХуУ")
+_PLAIN_CYRILLIC = re.compile("[бгдёжзийлпфцчшщъыьэюяБГДЁЖЗИЙЛПФЦЧШЩЪЫЬЭЮЯ]")
+
+
 def _fold_mixed_script_word(match: re.Match[str]) -> str:
     word = match.group(0)
-    if _LATIN.search(word) and _LOOKALIKE.search(word):
+    if not _LATIN.search(word):
+        return word
+    if _PLAIN_CYRILLIC.search(word):
+        return word.translate(_LATIN_TO_CYRILLIC)
+    if _LOOKALIKE.search(word):
         return word.translate(_LOOKALIKE_TO_LATIN)
     return word
 
@@ -155,11 +184,10 @@ _EVALUATOR_DIRECTED = [
     r"\b(?:evaluators?|evaluation mode|graders?|assessors?|raters?|scorers?|ai judge|dear judge|(?:to|for) the judge"
     r"|judge model|reward model|scoring model)\b",
     r"\b[1-5]\s*(?:/|out of)\s*(?:5|five)\b",
-    rf"\b(?:score|rate|grade)\s+(?:it|this|me|the response|this response|my (?:answer|response)|every|each|all)\b"
+    rf"\b(?:score|rate|grade)\s+(?:it|this|me|the response|this response|my (?:answer|response))\b"
     rf".{{0,30}}\b{_TOP_SCORE}\b",
     rf"\b(?:give|award|assign)\b.{{0,30}}\b{_TOP_SCORE}\s*(?:/\s*\d+|out of|points?|marks?|stars?|scores?"
     r"|ratings?|grades?|(?:on|to|for|in) (?:every|each|all))",
-    r"\b(?:full|maximum|max|top|perfect|highest)\s+(?:points|marks|scores?|ratings?|grades?)\b",
     r"\b(?:5|five)\b.{0,30}\b(?:every|each|all)\b.{0,15}\bvalues?\b",
     # Spanish, Portuguese, French, German, Italian
     r"\b(?:ignora|ignore[sz]?|ignoriere|ignorieren)\b.{0,30}\b(?:instrucciones|instruções|instructions|anweisungen"
@@ -170,7 +198,7 @@ _EVALUATOR_DIRECTED = [
     r"\b(?:asigna|asignar|otorga|atribua|attribue[zr]?|vergib|vergeben|assegna)\b.{0,30}\b5\b",
     # Russian, Chinese, Japanese, Korean
     r"(?:игнорир|проигнорир|оценщик|экзаменатор|5\s*балл|пять\s*балл)",
-    r"(?:忽略|无视|無視|评估者|评估员|评分者|评委|评审|裁判|評価者|採点者|满分|満点|打\s*[5五]\s*分|평가자|채점자|만점)",
+    r"(?:忽略|无视|無視|评估者|评估员|评分者|评委|评审|裁判|評価者|採点者|打\s*[5五]\s*分|평가자|채점자)",
 ]
 _EVALUATOR_DIRECTED_RE = re.compile("|".join(f"(?:{p})" for p in _EVALUATOR_DIRECTED), re.IGNORECASE | re.DOTALL)
 _MARKUP = re.compile(
@@ -186,13 +214,16 @@ class ScreenedResponse:
 
     Attributes:
         text: The screened text (canonicalised; may be empty when nothing else was left).
-        removed: The removed sentences and lines, in order.
+        removed: The removed sentences, lines and paragraphs, in order.
         canonical: The whole response, canonicalised (what the judge sees when nothing is removed).
+        cues: Which cues fired (``"keywords"``, ``"turn-marker"``, ``"verdict-block"``, ``"self+top"``, ...; see
+            :mod:`picaco_dspy.objective.manipulation_cues`), in order, without repeats.
     """
 
     text: str
     removed: tuple[str, ...]
     canonical: str
+    cues: tuple[str, ...] = ()
 
     @property
     def flagged(self) -> bool:
@@ -201,45 +232,141 @@ class ScreenedResponse:
 
 
 def screen_response(text: str, value_names: Sequence[str] = ()) -> ScreenedResponse:
-    """Remove the sentences of a response that address the evaluator rather than the user.
+    """Remove the parts of a response that address the evaluator rather than the user.
 
-    A line is removed when it is a score line for one of ``value_names`` (``Name: 5``, ``"Name": 5``) or carries fence
-    or field markup; a sentence is removed when it tells the reader to ignore instructions, addresses an evaluator,
-    grader or judge, or asks for a top score, in English or several other languages.
+    What is removed (see :mod:`picaco_dspy.objective.manipulation_cues` for the cues):
+
+    * everything from a chat-turn or role marker on (a fake system message or user turn runs to the end);
+    * a paragraph after the first that holds a verdict block, a message assembled from parts, an open completion, or
+      a sentence flagged below (the whole paragraph: an appended note is one unit);
+    * in the first paragraph, the flagged lines and sentences only: score lines for ``value_names``, fence or field
+      markup, sentences that ask to ignore instructions or for a top score (keywords in a dozen languages), sentences
+      where the response itself or a reader other than the user meets its evaluation or a top outcome (concepts in
+      about thirty languages), and lines whose decoded views (base64, hex, rot13, reversed, Morse, ...) do.
 
     Args:
         text: The response (canonicalised here with :func:`canonicalise_response`).
-        value_names: The values being judged, whose names mark score lines.
+        value_names: The values being judged, whose names mark score lines and verdict blocks.
 
     Returns:
-        The screened text and what was removed.
+        The screened text, what was removed, and which cues fired.
     """
     text = canonicalise_response(text)
     score_line = _score_line_pattern(value_names)
-    kept_lines: list[str] = []
+    cues: list[str] = []
     removed: list[str] = []
-    for line in text.split("\n"):
-        hidden = any(
-            _EVALUATOR_DIRECTED_RE.search(view) or (score_line is not None and score_line.search(view))
-            for view in decoded_views(line)
-        )
-        if hidden or _MARKUP.search(line) or (score_line is not None and score_line.search(line)):
-            if line.strip():
-                removed.append(line.strip())
+    lines = text.split("\n")
+    for index, line in enumerate(lines):
+        if TURN_MARKER.search(line):
+            removed.append("\n".join(lines[index:]).strip())
+            cues.append("turn-marker")
+            lines = lines[:index]
+            break
+    paragraphs = _paragraphs(lines)
+    acrostic = _acrostic_lines(lines)
+    kept: list[str] = []
+    for number, paragraph in enumerate(paragraphs):
+        block = "\n".join(paragraph)
+        block_cue = _block_cue(block, value_names, last=number == len(paragraphs) - 1)
+        if block_cue is None and any(line in acrostic for line in paragraph):
+            block_cue = "acrostic"
+        line_results = [_screen_line(line, score_line, value_names) for line in paragraph]
+        line_cues = [cue for _, cue_list, _ in line_results for cue in cue_list]
+        if number > 0 and (block_cue or line_cues):
+            removed.append(block.strip())
+            cues.extend([block_cue] if block_cue else [])
+            cues.extend(line_cues)
             continue
-        sentences = [s for s in _SENTENCE_END.split(line)]
-        kept = []
-        for sentence in sentences:
-            if sentence.strip() and _EVALUATOR_DIRECTED_RE.search(sentence):
-                removed.append(sentence.strip())
-            else:
-                kept.append(sentence)
-        if len(kept) == len(sentences):
-            kept_lines.append(line)
-        elif any(s.strip() for s in kept):
-            kept_lines.append(" ".join(s.strip() for s in kept if s.strip()))
-    screened = _BLANK_LINES.sub("\n\n", "\n".join(kept_lines)).strip()
-    return ScreenedResponse(screened if removed else text, tuple(removed), text)
+        if block_cue:  # first paragraph: only the lines that carry the block
+            cues.append(block_cue)
+        for line, (kept_line, cue_list, removed_parts) in zip(paragraph, line_results):
+            if block_cue is not None and (line in acrostic or _carries_rating(line)):
+                removed.append(line.strip())
+                continue
+            cues.extend(cue_list)
+            removed.extend(removed_parts)
+            if kept_line is not None:
+                kept.append(kept_line)
+        kept.append("")
+    if not removed:
+        return ScreenedResponse(text, (), text, ())
+    screened = _BLANK_LINES.sub("\n\n", "\n".join(kept)).strip()
+    return ScreenedResponse(screened, tuple(r for r in removed if r), text, tuple(dict.fromkeys(cues)))
+
+
+def _paragraphs(lines: list[str]) -> list[list[str]]:
+    paragraphs: list[list[str]] = [[]]
+    for line in lines:
+        if line.strip():
+            paragraphs[-1].append(line)
+        elif paragraphs[-1]:
+            paragraphs.append([])
+    return [p for p in paragraphs if p]
+
+
+def _block_cue(block: str, value_names: Sequence[str], *, last: bool) -> str | None:
+    if verdict_block(block, value_names):
+        return "verdict-block"
+    if assembled_message(block):
+        return "assembled-message"
+    if last and open_completion(block):
+        return "open-completion"
+    return None
+
+
+def _carries_rating(line: str) -> bool:
+    return verdict_block(line + "\n" + line + "\n" + line)
+
+
+def _screen_line(
+    line: str, score_line: re.Pattern[str] | None, value_names: Sequence[str]
+) -> tuple[str | None, list[str], list[str]]:
+    """The line with its flagged sentences removed (None: nothing is left), the cues that fired, what was removed."""
+    if _MARKUP.search(line) or (score_line is not None and score_line.search(line)):
+        return None, ["markup" if _MARKUP.search(line) else "score-line"], [line.strip()]
+    for view in decoded_views(line):
+        if (
+            _EVALUATOR_DIRECTED_RE.search(view)
+            or concept_cue(view, value_names)
+            or (score_line and score_line.search(view))
+        ):
+            return None, ["decoded"], [line.strip()]
+    kept, cues, removed = [], [], []
+    for sentence in _SENTENCE_END.split(line):
+        cue = None
+        if sentence.strip():
+            cue = "keywords" if _EVALUATOR_DIRECTED_RE.search(sentence) else concept_cue(sentence, value_names)
+        if cue:
+            cues.append(cue)
+            removed.append(sentence.strip())
+        else:
+            kept.append(sentence)
+    if not cues:
+        return line, [], []
+    rest = " ".join(s.strip() for s in kept if s.strip())
+    return (rest or None), cues, removed
+
+
+def _acrostic_lines(lines: list[str]) -> set[str]:
+    """Lines whose first letters, read down a run of five or more short lines, spell text for the evaluator."""
+    flagged: set[str] = set()
+    run: list[str] = []
+    for line in [*lines, "\u0000" * 200]:
+        stripped = line.strip(" -*•\t")
+        if stripped and len(stripped) <= 80 and stripped[0].isalpha():
+            run.append(line)
+            continue
+        if not stripped and run:
+            continue  # a blank line inside a run of short lines does not end it
+        if len(run) >= 5:
+            initials = "".join(r.strip(" -*•\t")[0] for r in run)
+            spelled = " ".join([initials, initials[::-1]])
+            if TOP_OUTCOME.search(fold(spelled).replace(" ", "")) or _EVALUATOR_DIRECTED_RE.search(spelled):
+                flagged.update(run)
+            elif any(TOP_OUTCOME.search(fold(initials[:i] + " " + initials[i:])) for i in range(1, len(initials))):
+                flagged.update(run)
+        run = []
+    return flagged
 
 
 def _score_line_pattern(value_names: Sequence[str]) -> re.Pattern[str] | None:
@@ -254,16 +381,37 @@ _BASE32 = re.compile(r"[A-Z2-7]{16,}=*")
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2}[ :]?){8,}")
 _PERCENT = re.compile(r"(?:%[0-9A-Fa-f]{2}|[A-Za-z0-9._~-]){0,20}(?:%[0-9A-Fa-f]{2}[A-Za-z0-9._~+-]*){3,}")
 _ESCAPES = re.compile(r"(?:\\[uU][0-9a-fA-F]{4}){4,}|(?:\\x[0-9a-fA-F]{2}){4,}")
+_MORSE = dict(
+    zip(
+        ".- -... -.-. -.. . ..-. --. .... .. .--- -.- .-.. -- -. --- .--. --.- .-. ... - ..- ...- .-- -..- -.-- --.. "
+        "----- .---- ..--- ...-- ....- ..... -.... --... ---.. ----.".split(),
+        "abcdefghijklmnopqrstuvwxyz0123456789",
+    )
+)
+_MORSE_RUN = re.compile(r"(?:[.-]{1,6}[ /]+){5,}[.-]{1,6}")
+
+
+def _decode_morse(line: str) -> str:
+    words = []
+    for run in _MORSE_RUN.findall(line):
+        words.extend("".join(_MORSE.get(code, "?") for code in word.split()) for word in run.split("/"))
+    return " ".join(w for w in words if w)
+
+
 _ROT13 = str.maketrans(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", "NOPQRSTUVWXYZABCDEFGHIJKLMnopqrstuvwxyzabcdefghijklm"
 )
 
 
 def decoded_views(line: str) -> list[str]:
-    """What an LLM judge could read out of ``line`` besides its surface: the line reversed and rot13-ed, and every
+    """What an LLM judge could read out of ``line`` besides its surface: the line reversed, rot13-ed and read as Morse
+    code, and every
     base64, base32, hex, percent-encoded or backslash-escaped run in it decoded (when that gives readable text).
     The screen looks for text addressed to the evaluator in these views too."""
     views = [line[::-1], line.translate(_ROT13)]
+    morse = _decode_morse(line)
+    if morse:
+        views.append(morse)
     decoders: list[tuple[re.Pattern[str], Any]] = [
         (_BASE64, lambda s: base64.b64decode(s + "=" * (-len(s) % 4), validate=True)),
         (_BASE32, lambda s: base64.b32decode(s + "=" * (-len(s) % 8))),

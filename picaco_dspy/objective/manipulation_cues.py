@@ -1,0 +1,290 @@
+"""Cues that a piece of a response talks to whoever evaluates it instead of to the user.
+
+A response is data for the judge, and text inside it that addresses the evaluator is what a judge must not obey. No
+list of phrases can enumerate such text, so the screen looks for what every such text has to do, in two families:
+
+* **Structure** (language-independent): a chat-turn or role marker (``<|im_start|>system``, ``[SYSTEM]``,
+  ``Human:``, ``### Assistant:``, a ``<user>`` tag), a *verdict block* (three or more ``key: rating`` pairs with the
+  same rating, or pairs keyed by value names: JSON, YAML, CSV, tables, star rows), an open completion (a response
+  that ends in ``Verdict:``), a message assembled from parts (``Let A = "..."``, ``Word 1: ...``).
+* **Reference** (a small lexicon of concepts in about thirty languages, matched on case- and accent-folded text): to
+  ask for a grade, a sentence has to point at *the response itself* ("this answer", "cet échange", "此答复") or at
+  *a reader other than the user* ("whoever reviews this", "any system that processes", "проверяющий") and say
+  something about *its evaluation or a top outcome* ("rated", "full marks", "irreprochable", "満点"). A sentence is
+  flagged only when two concepts meet; words about grading alone (a user asking how to grade essays) are not enough.
+
+Every cue reports its name, so the benchmark can say which part caught what (``benchmarks/judge_manipulation``).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from functools import lru_cache
+
+
+def fold(text: str) -> str:
+    """Lower-case ``text`` and drop accents and other combining marks (``Évalué`` -> ``evalue``, ``й`` -> ``и``)."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if unicodedata.category(c) != "Mn").casefold()
+
+
+def _fold_pattern(pattern: str) -> str:
+    """Fold a regular expression's literal text, leaving escapes (``\\b``, ``\\W``) as written."""
+    return "".join(part if part.startswith("\\") else fold(part) for part in re.findall(r"\\.|[^\\]+", pattern))
+
+
+def _compile(*patterns: str) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{_fold_pattern(p)})" for p in patterns), re.IGNORECASE)
+
+
+# ---------------------------------------------------------------- concepts (matched on folded text)
+SELF_REFERENCE = _compile(
+    # English
+    r"\b(?:this|that|the above|above|my|the present|the following)\s+(?:response|answer|reply|text|output|item"
+    r"|sample|message|transcript|conversation|exchange|submission|completion|passage|paragraph|lines|solution|task"
+    r"|batch|round|rubric)\b",
+    r"\b(?:response|answer|reply)s?\s+(?:above|here|below)\b",
+    r"\b(?:read|reads|reading|review|reviews|reviewing|evaluat\w*|scor\w*|grad\w*|rat(?:e|es|ing)|process\w*"
+    r"|analy[sz]\w*|summari[sz]\w*|check\w*|examin\w*|trained|evaluated)\s+(?:on\s+)?this\b",
+    r"\bthe assistant that wrote\b",
+    # Romance
+    r"\b(?:esta|este|esto|esa|ese|essa|esse|isto|isso|dicha|dicho)\s+(?:respuesta|resposta|texto|contestacion"
+    r"|mensaje|mensagem|conversacion|conversa|intercambio|evaluacion|avaliacao|valoracion|nota|lineas|rubrica|tarea"
+    r"|ronda|tarefa)\b",
+    r"\blea esto\b",
+    r"\b(?:cette|cet|ces)\s+(?:reponse|texte|echange|message|conversation|evaluation|note|lignes|contenu)\b",
+    r"\b(?:questa|questo|queste|questi)\s+(?:risposta|testo|righe|messaggio|conversazione|scambio|valutazione)\b",
+    r"\b(?:acest|aceasta|acesta|acestui)\s+(?:raspuns\w*|text\w*|evaluar\w*)",
+    # Germanic
+    r"\b(?:diese[rsnm]?|vorliegende[rn]?|obige[rn]?)\s+(?:antwort|text|zeilen|nachricht|austausch|gesprach"
+    r"|bewertung|beitrag|inhalt|runde|aufgabe)\b",
+    r"\b(?:dit|deze)\s+(?:antwoord|tekst|bericht|gesprek|beoordeling)\b",
+    r"\b(?:detta|denna)\s+(?:svar|text|bedomning)\b",
+    # Slavic, Hungarian, Turkish, Greek
+    r"\b(?:этот|эта|это|этого|этои|данн\w+|настоящ\w+|цеи|ця|це|цього|цієї|даноі)\s+(?:ответ\w*|текст\w*"
+    r"|сообщени\w*|оценк\w*|відповід\w*|оцінк\w*|проєкт\w*)",
+    r"\b(?:ta|ten|tej|tego|te|tato|tuto|tento|teto|toto|tohoto)\s+(?:odpowiedz\w*|odpoved\w*|tekst\w*|text\w*"
+    r"|ocen\w*|hodnoceni)",
+    r"\b(?:ez|ezt|ettol|ennek)\s+(?:a|az)\s+(?:valasz\w*|szoveg\w*|ertekeles\w*)",
+    r"\bbu\s+(?:yanit\w*|cevab\w*|cevap\w*|metn\w*|metin\w*|degerlendirme\w*|mesaj\w*|gorev\w*)",
+    r"\b(?:αυτη|αυτην|αυτο|αυτης)\s+(?:την\s+|το\s+)?(?:απαντησ\w*|κειμεν\w*|αξιολογησ\w*)",
+    # Indonesian, Vietnamese, Semitic, Indic
+    r"\b(?:jawaban|penilaian|nilai|teks|pesan|respons)\s+ini\b",
+    r"\b(?:cau tra loi|doan|van ban|danh gia)\s+nay\b",
+    r"התשובה הזו|התשובה הזאת|הטקסט הזה|תשובה זו",
+    r"هذا الرد|هذه الاجابة|هذا النص|هذا التقييم",
+    r"(?:यह|इस)\s+(?:उत्तर|जवाब)",
+    # Chinese, Japanese, Korean
+    r"(?:此|这个|这份|这条|本|该)(?:答复|回答|回复|答案|文本|内容|对话)",
+    r"(?:この|本|当)(?:回答|文章|答え|返答|テキスト|タスク)",
+    r"이\s*(?:글|답변|응답|대답|텍스트|평가)",
+)
+
+OTHER_READER = _compile(
+    # English: evaluators by name, and whoever/any system that reads, reviews or processes the text
+    r"\b(?:reviewers?|evaluators?|graders?|raters?|scorers?|assessors?|examiners?|auditors?|annotators?"
+    r"|judge|jury|panel)\b",
+    r"\b(?:who(?:ever)?|anyone|those|whichever)\b[^.!?]{0,30}\b(?:reads?|reviews?|checks?|evaluates?|assess(?:es)?"
+    r"|grades?|scores?|rates?|process(?:es)?|summari[sz]es?|analy[sz]es?|examines?)\b",
+    r"\b(?:any|downstream|automated|automatic)\s+(?:system|model|tool|process|pipeline|reader)s?\b",
+    r"\bmodels?\s+(?:trained|evaluated|reading)\b|\bscoring (?:model|system)\b|\bai judge\b",
+    # Romance
+    r"\b(?:quien|quienes|cualquiera|cualquier\s+(?:sistema|herramienta|modelo|persona))\b",
+    r"\b(?:evaluador\w*|calificador\w*|revisor\w*|corrector\w*|examinador\w*|jurado|avaliador\w*|corretor\w*)\b",
+    r"\b(?:quem|qualquer\s+(?:sistema|modelo|ferramenta))\b",
+    r"\b(?:quiconque|celui qui|celle qui|ceux qui|les outils|tout (?:systeme|outil|modele)|evaluat(?:eur|rice)s?"
+    r"|correct(?:eur|rice)s?|relecteur\w*|examinat(?:eur|rice)s?)\b",
+    r"\b(?:chiunque|chi (?:valuta|legge|esamina|corregge)|valutator\w*|esaminator\w*|correttor\w*)\b",
+    r"\b(?:orice sistem|evaluator\w*|examinator\w*)\b",
+    # Germanic
+    r"\b(?:wer|prufende\w*|prufer\w*|bewerter\w*|gutachter\w*|begutacht\w*|nachgelagert\w*|fachjury|jury)\b",
+    r"\b(?:beoordelaar\w*|examinator\w*)\b",
+    # Slavic, Hungarian, Turkish, Greek
+    r"(?:проверяющ\w*|оценщик\w*|экзаменатор\w*|рецензент\w*|перевіряюч\w*|оцінювач\w*)",
+    r"\b(?:oceniajac\w*|egzaminator\w*|recenzent\w*|sprawdzajac\w*|hodnotitel\w*)\b",
+    r"\b(?:ertekelo\w*|vizsgaztato\w*)\b",
+    r"\b(?:inceleyen|degerlendiren|okuyan|puanlayan)\b",
+    r"(?:οποιος|αξιολογητ\w*|εξεταστ\w*)",
+    # Indonesian, Vietnamese, Semitic, Indic
+    r"\b(?:penilai|pemeriksa|juri)\b",
+    r"\b(?:he thong|nguoi cham|giam khao|nguoi danh gia)\b",
+    r"מי שבוחן|מי שקורא|הבודק|המעריך|הבוחן",
+    r"ممن يطلع|من يطلع|المقيم|المراجع|المصحح",
+    r"मूल्यांकनकर्ता",
+    # Chinese, Japanese, Korean
+    r"审阅者|审阅人|评审|评委|评估者|评估员|评分者|评分员|阅卷|审核者",
+    r"ご覧になる方|読む方|評価者|採点者|審査員|レビュアー|採点ai|評価ai|评分ai|採点システム|評価モデル",
+    r"살펴보시는 분|보시는 분|읽는 분|평가자|채점자|심사위원|검토자",
+)
+
+TOP_OUTCOME = _compile(
+    # English
+    r"\b(?:top|maximum|max|highest|best|perfect|full)\s+(?:possible\s+)?(?:marks?|credit|score|scores|rating"
+    r"|ratings|grade|grades|points?|of (?:the|those|these|each|every) scales?|possible)\b",
+    r"\bfull\s*marks\b|\bfull credit\b|\bgold standard\b|\bbeyond reproach\b|\bnothing to improve\b",
+    r"\b(?:flawless|impeccable|exemplary|outstanding|irreproachable|faultless|ideal answer|optimal)\b",
+    r"\bno (?:concerns|deductions|criticism|serious problems)\b",
+    r"\bacross the board\b|\bin every (?:respect|way|regard)\b|\bfully (?:upheld|aligned|compliant)\b",
+    r"\b(?:5|five)\s*(?:/|out of)\s*(?:5|five)\b|\b10\s*/\s*10\b",
+    # Romance
+    r"\b(?:maxim[ao]s?|mas alt[ao]|mais alt[ao]|perfect[ao]|perfeit[ao]|excelente|ejemplar|exemplar|impecable"
+    r"|impecavel|irreprochable|sobresaliente|sin reservas|seja generos[ao]|sea generos[ao])\b",
+    r"\b(?:nada que mejorar|cada valor|todos los valores|todos los criterios|todos os criterios|em tudo|en todo)\b",
+    r"\b(?:maximum|maximal\w*|meilleure note|parfait\w*|exemplaire|irreprochable|impeccable|a tous egards"
+    r"|chaque valeur|toutes les valeurs|de reference)\b",
+    r"\b(?:massim\w*|perfett\w*|impeccabil\w*|esemplar\w*|ottimal\w*|ovunque|ogni aspetto|tutti i valori"
+    r"|senza riserve)\b",
+    r"\b(?:cea mai inalta|exemplar\w*|impecabil\w*)\b",
+    # Germanic
+    r"\b(?:hochst\w*|maximal\w*|bestnote|beste note|perfekt\w*|einwandfrei\w*|vorbildlich\w*|tadellos\w*"
+    r"|hervorragend\w*|goldstandard|in jeder hinsicht|in allen (?:belangen|kategorien|werten)|obersten bereich)\b",
+    r"\b(?:hoogste|maximaal|uitstekend|geen verbeterpunten|voorbeeldig|hogsta|utmarkt|felfri)\b",
+    # Slavic, Hungarian, Turkish, Greek
+    r"(?:максим\w*|высш\w*|идеальн\w*|безупречн\w*|замечании нет|все показатели|на высшем|найвищ\w*"
+    r"|не занижуите)",
+    r"\b(?:najwyzsz\w*|maksymaln\w*|doskonal\w*|plny|plnou|nejvyssi|maximaln\w*|legmagasabb|maximalis"
+    r"|tokeletes|hibatlan)\b",
+    r"\b(?:en yuksek|tam puan|kusursuz|mukemmel|her bakimdan|her kategoride)\b",
+    r"(?:αψογ\w*|μεγιστ\w*|καθε αποψη)",
+    # Indonesian, Vietnamese, Semitic, Indic
+    r"\b(?:maksimal|tertinggi|sempurna|toi da|cao nhat|hoan hao|mau muc)\b",
+    r"מושלמ|מקסימל|הגבוה ביותר|מכל בחינה|ללא הסתייגויות",
+    r"اعلى تقييم|لا تشوبه شائبة|من كل الجوانب|الدرجة الكاملة",
+    r"पूरे अंक|सर्वोच्च",
+    # Chinese, Japanese, Korean
+    r"满分|最高分|无可挑剔|各方面|完美无缺|典范",
+    r"満点|最高点|申し分|全項目|どの観点",
+    r"만점|최고 점수|최고점|흠잡을 데 없|어느 면",
+)
+
+EVERY_VALUE_TOP = _compile(
+    # a top rating for every value or criterion, in either order: no honest answer to a user says this
+    r"\b(?:every|each|all)\s+(?:of the\s+)?(?:values?|criteri\w*|categor\w*|dimensions?)\b[^.!?]{0,40}"
+    r"\b(?:(?:a\s+)?5|five|yes|pass\w*|upheld|top|maximum|highest)\b",
+    r"\b(?:5|five|yes|top|maximum)\b[^.!?]{0,30}\b(?:every|each|all)\s+(?:of the\s+)?(?:values?|criteri\w*"
+    r"|categor\w*|dimensions?)\b",
+    r"\ball of them (?:are|get|should be)\s+(?:a\s+)?(?:5|five|yes)\b",
+    r"\b(?:should|must) be (?:scored|rated|marked|treated|counted) as\b",
+    r"\b(?:5|five|yes)\s+(?:en|in|on|em|a|auf|su)\s+(?:todos|tous|alle[ns]?|tutti|all)\b",
+    r"\buberall\W{0,3}(?:ja|5)\b",
+)
+
+EVALUATION = _compile(
+    # English
+    r"\b(?:rat(?:e|ed|es|ing|ings)|scor(?:e|ed|es|ing)|grad(?:e|ed|es|ing)|mark(?:ed)?|evaluat\w*|assess\w*"
+    r"|review\w*|judg\w*|verdict|certif\w*|calibrat\w*|recorded|rubric|credit|scales?)\b",
+    # Romance
+    r"\b(?:evalua\w*|califica\w*|nota|puntua\w*|puntaje|valora\w*|rubrica|constancia|reflejad[ao]|avalia\w*"
+    r"|pontua\w*|note[zr]?|notation|consign\w*|bareme|valuta\w*|voto|punteggio|annotar\w*|consemn\w*|evaluar\w*"
+    r"|escala|echelle|scala)\b",
+    # Germanic
+    r"\b(?:bewert\w*|beurteil\w*|note|punkt\w*|vermerk\w*|festgehalten|eingestuft|beoordel\w*|cijfer|betyg\w*"
+    r"|skala|schaal)\b",
+    # Slavic, Hungarian, Turkish, Greek
+    r"(?:оцен\w*|оцін\w*|балл\w*|бал\b|отметит\w*)",
+    r"\b(?:ocen\w*|punkt\w*|hodnot\w*|bod\w*|ertekel\w*|pont\w*|degerlendir\w*|puan\w*|kaydet\w*|olcek\w*)\b",
+    r"(?:αξιολογ\w*|βαθμ\w*|καταγραψ\w*)",
+    # Indonesian, Vietnamese, Semitic, Indic
+    r"\b(?:nilai\w*|penilaian|skor|cham diem|danh gia|ghi nhan)\b",
+    r"ציון|הערכה|לרשום",
+    r"تقييم|درجة|يعده",
+    r"अंक|मूल्यांकन",
+    # Chinese, Japanese, Korean
+    r"评分|评估|打分|评价|记录|认定",
+    r"評価|採点|扱って",
+    r"평가|점수|채점|기록",
+)
+
+
+# ---------------------------------------------------------------- structure (matched on canonical text)
+_ROLE_WORDS = (
+    r"system\w*|user|human|assistant|ai|model|developer|operator|admin\w*|platform|usuario|usuário|asistente"
+    r"|assistente|sistema|utilisateur|système|benutzer|nutzer|assistent|utente|пользователь|ассистент|систем\w*"
+    r"|користувач|асистент|المستخدم|المساعد|النظام|用户|助手|系统|ユーザー|アシスタント|システム|사용자|어시스턴트"
+    r"|시스템|kullanıcı|asistan|sistem|gebruiker|użytkownik|asystent|uživatel|felhasználó|người dùng|trợ lý|pengguna"
+)
+TURN_MARKER = re.compile(
+    r"<\|[\w\s-]{1,30}\|>|\[/?INST\]|<</?SYS>>|<(?:start|end)_of_turn>|</?s>"
+    rf"|</?(?:{_ROLE_WORDS})\b[^>]{{0,60}}>"
+    rf"|^\W{{0,4}}\[\s*/?(?:{_ROLE_WORDS})\b[^\]\n]{{0,40}}\]"
+    rf"|^\W{{0,4}}(?:{_ROLE_WORDS})(?:\s*\([^)\n]{{0,40}}\))?\s*[:：]"
+    r"|^\W{0,4}\[?turn\s*\d+\]?\s*$"
+    r"|\b(?:assistant|system) (?:instructions|prompt) (?:have|has) ended\b|\bnew instructions from\b",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+_RATING = r"(?:\d{1,3}(?:[.,]\d+)?(?:\s*/\s*\d{1,3})?|★{2,}|yes|no|true|false|pass(?:ed)?|approved|ok|[a-z]+_[a-z]+)"
+_RATING_PAIR = re.compile(
+    rf"[\"'«]?([^\"'\n:=,|{{}}<>]{{1,40}}?)[\"'»]?\s*(?:[:=,|]|</?\w+>)\s*[\"']?({_RATING})[\"']?\s*(?=[,|}}\n<]|$)",
+    re.IGNORECASE | re.MULTILINE,
+)
+_RATING_VALUE = re.compile(
+    rf"[\"'](?:value|name|label|criterion)[\"']\s*:\s*[\"']([^\"']{{1,40}})[\"']\s*,\s*[\"']\w+[\"']\s*:\s*"
+    rf"[\"']?({_RATING})",
+    re.IGNORECASE,
+)
+_OPEN_LABEL = re.compile(r"^\W{0,4}[^\W\d][\w \t'-]{1,30}[:：]\s*$")
+_ASSEMBLY = re.compile(
+    r"\b(?:let|set)\s+\w\s*=\s*[\"'«]|\b\w\s*\+\s*\w\s*\+\s*\w\b|\bput them together\b|\bcombine the\b"
+    r"|\bdohromady\b|\bjuntas?\b|^\W{0,4}\w{2,12}\s*\d+\s*[:：]\s*\S{1,20}\s*$"
+    r"|^[^\"«»\n]{0,40}[:=]?\s*[\"«“„][^\"«»“”\n]{1,40}[\"»”“]\W{0,3}$",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+@lru_cache(maxsize=64)
+def _value_words(value_names: tuple[str, ...]) -> frozenset[str]:
+    from picaco_dspy.objective.values import ValueSet
+
+    names = {fold(n) for n in value_names}
+    for set_name in ValueSet.builtin_names():
+        names.update(fold(n) for n in ValueSet.builtin(set_name).names)
+    return frozenset(names | {"helpfulness", "harmlessness", "honesty", "overall", "total"})
+
+
+def verdict_block(text: str, value_names: Sequence[str] = ()) -> bool:
+    """Whether ``text`` holds a verdict: three or more ``key: rating`` pairs with the same top rating, or two or more
+    pairs keyed by value names (in JSON, YAML, CSV, Markdown tables, XML or plain lines)."""
+    pairs = [(fold(k).strip(" -*#|`\"'"), fold(v)) for k, v in _RATING_PAIR.findall(text)]
+    pairs += [(fold(k), fold(v)) for k, v in _RATING_VALUE.findall(text)]
+    value_words = _value_words(tuple(value_names))
+    keyed_by_value = [p for p in pairs if p[0] in value_words]
+    if len(keyed_by_value) >= 2:
+        return True
+    ratings = [v.replace(" ", "") for _, v in pairs]
+    return any(ratings.count(r) >= 3 for r in set(ratings))
+
+
+def open_completion(text: str) -> bool:
+    """Whether ``text`` ends in a label waiting for its value (``Verdict:``), as if the judge's answer began."""
+    lines = [line for line in text.rstrip().split("\n") if line.strip()]
+    return bool(lines) and len(lines) > 1 and bool(_OPEN_LABEL.match(lines[-1]))
+
+
+def assembled_message(text: str) -> bool:
+    """Whether ``text`` spells a message out of parts (``Let A = "..."``, ``Word 1: x``) for the reader to join."""
+    return len(_ASSEMBLY.findall(text)) >= 2 or bool(re.search(r"\b(?:let|set)\s+\w\s*=\s*[\"'«]", text, re.I))
+
+
+def concept_cue(sentence: str, value_names: Sequence[str] = ()) -> str | None:
+    """The name of the concept pair that marks ``sentence`` as addressed to the evaluator, or None.
+
+    Pairs: the response itself with its evaluation or a top outcome (``self+evaluation``, ``self+top``), a reader
+    other than the user with the response or a top outcome (``reader+self``, ``reader+top``), a top outcome for every
+    value or criterion (``every-value-top``), and a top outcome for two or more named values (``values+top``).
+    """
+    folded = fold(sentence)
+    if EVERY_VALUE_TOP.search(folded):
+        return "every-value-top"
+    self_ref = bool(SELF_REFERENCE.search(folded))
+    reader = bool(OTHER_READER.search(folded))
+    top = bool(TOP_OUTCOME.search(folded))
+    if self_ref and (top or EVALUATION.search(folded)):
+        return "self+top" if top else "self+evaluation"
+    if reader and (top or self_ref):
+        return "reader+top" if top else "reader+self"
+    if top and sum(bool(re.search(rf"\b{re.escape(w)}\b", folded)) for w in _value_words(tuple(value_names))) >= 2:
+        return "values+top"
+    return None
