@@ -361,9 +361,8 @@ def _acrostic_lines(lines: list[str]) -> set[str]:
         if len(run) >= 5:
             initials = "".join(r.strip(" -*•\t")[0] for r in run)
             spelled = " ".join([initials, initials[::-1]])
-            if TOP_OUTCOME.search(fold(spelled).replace(" ", "")) or _EVALUATOR_DIRECTED_RE.search(spelled):
-                flagged.update(run)
-            elif any(TOP_OUTCOME.search(fold(initials[:i] + " " + initials[i:])) for i in range(1, len(initials))):
+            suffixes = (fold(initials[start:]) for start in range(len(initials) - 3))
+            if _EVALUATOR_DIRECTED_RE.search(spelled) or any(TOP_OUTCOME.search(suffix) for suffix in suffixes):
                 flagged.update(run)
         run = []
     return flagged
@@ -383,8 +382,44 @@ _PERCENT = re.compile(r"(?:%[0-9A-Fa-f]{2}|[A-Za-z0-9._~-]){0,20}(?:%[0-9A-Fa-f]
 _ESCAPES = re.compile(r"(?:\\[uU][0-9a-fA-F]{4}){4,}|(?:\\x[0-9a-fA-F]{2}){4,}")
 _MORSE = dict(
     zip(
-        ".- -... -.-. -.. . ..-. --. .... .. .--- -.- .-.. -- -. --- .--. --.- .-. ... - ..- ...- .-- -..- -.-- --.. "
-        "----- .---- ..--- ...-- ....- ..... -.... --... ---.. ----.".split(),
+        [
+            ".-",
+            "-...",
+            "-.-.",
+            "-..",
+            ".",
+            "..-.",
+            "--.",
+            "....",
+            "..",
+            ".---",
+            "-.-",
+            ".-..",
+            "--",
+            "-.",
+            "---",
+            ".--.",
+            "--.-",
+            ".-.",
+            "...",
+            "-",
+            "..-",
+            "...-",
+            ".--",
+            "-..-",
+            "-.--",
+            "--..",
+            "-----",
+            ".----",
+            "..---",
+            "...--",
+            "....-",
+            ".....",
+            "-....",
+            "--...",
+            "---..",
+            "----.",
+        ],
         "abcdefghijklmnopqrstuvwxyz0123456789",
     )
 )
@@ -392,7 +427,7 @@ _MORSE_RUN = re.compile(r"(?:[.-]{1,6}[ /]+){5,}[.-]{1,6}")
 
 
 def _decode_morse(line: str) -> str:
-    words = []
+    words: list[str] = []
     for run in _MORSE_RUN.findall(line):
         words.extend("".join(_MORSE.get(code, "?") for code in word.split()) for word in run.split("/"))
     return " ".join(w for w in words if w)
