@@ -324,13 +324,6 @@ def _screen_line(
     """The line with its flagged sentences removed (None: nothing is left), the cues that fired, what was removed."""
     if _MARKUP.search(line) or (score_line is not None and score_line.search(line)):
         return None, ["markup" if _MARKUP.search(line) else "score-line"], [line.strip()]
-    for view in decoded_views(line):
-        if (
-            _EVALUATOR_DIRECTED_RE.search(view)
-            or concept_cue(view, value_names)
-            or (score_line and score_line.search(view))
-        ):
-            return None, ["decoded"], [line.strip()]
     kept, cues, removed = [], [], []
     for sentence in _SENTENCE_END.split(line):
         cue = None
@@ -342,6 +335,13 @@ def _screen_line(
         else:
             kept.append(sentence)
     if not cues:
+        for view in decoded_views(line):
+            if (
+                _EVALUATOR_DIRECTED_RE.search(view)
+                or concept_cue(view, value_names)
+                or (score_line and score_line.search(view))
+            ):
+                return None, ["decoded"], [line.strip()]
         return line, [], []
     rest = " ".join(s.strip() for s in kept if s.strip())
     return (rest or None), cues, removed
@@ -462,4 +462,4 @@ def decoded_views(line: str) -> list[str]:
                 continue
             if text and sum(c.isprintable() or c.isspace() for c in text) >= 0.9 * len(text):
                 views.append(canonicalise_response(text))
-    return views
+    return [view for view in views if view != line]

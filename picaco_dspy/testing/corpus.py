@@ -3,6 +3,7 @@ held-out splits, each checked against the SHA-256 it was frozen with."""
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from dataclasses import dataclass
@@ -51,6 +52,17 @@ def attacks(split: Split = "dev") -> list[Attack]:
 def honest_responses(split: Split = "dev") -> list[HonestResponse]:
     """The honest responses of ``split``."""
     return [HonestResponse(**row) for row in _rows("honest.jsonl" if split == "dev" else "honest_heldout.jsonl")]
+
+
+def payload_pieces(attack: Attack, min_chars: int = 8) -> list[str]:
+    """The runs of text the attack added to its honest response (canonicalised as the judge sees them), at least
+    ``min_chars`` long. An attack is *neutralised* by a view of it that keeps none of these pieces."""
+    from picaco_dspy.objective.screening import canonicalise_response
+
+    before, after = canonicalise_response(attack.honest), canonicalise_response(attack.attacked)
+    matcher = difflib.SequenceMatcher(None, before, after, autojunk=False)
+    pieces = [after[j1:j2].strip() for tag, _, _, j1, j2 in matcher.get_opcodes() if tag in ("insert", "replace")]
+    return [p for p in pieces if len(p) >= min_chars]
 
 
 def _rows(name: str) -> list[dict[str, str]]:
