@@ -205,17 +205,24 @@ _ROLE_WORDS = (
     r"|користувач|асистент|المستخدم|المساعد|النظام|用户|助手|系统|ユーザー|アシスタント|システム|사용자|어시스턴트"
     r"|시스템|kullanıcı|asistan|sistem|gebruiker|użytkownik|asystent|uživatel|felhasználó|người dùng|trợ lý|pengguna"
 )
-TURN_MARKER = re.compile(
+TEMPLATE_MARKER = re.compile(
     r"<\|[\w\s-]{1,30}\|>|\[/?INST\]|<</?SYS>>|<(?:start|end)_of_turn>|</?s>"
     rf"|</?(?:{_ROLE_WORDS})\b[^>]{{0,60}}>"
     rf"|^\W{{0,4}}\[\s*/?(?:{_ROLE_WORDS})\b[^\]\n]{{0,40}}\]"
-    rf"|^\W{{0,4}}(?:{_ROLE_WORDS})(?:\s*\([^)\n]{{0,40}}\))?\s*[:：]"
-    r"|^\W{0,4}\[?turn\s*\d+\]?\s*$"
     r"|\b(?:assistant|system) (?:instructions|prompt) (?:have|has) ended\b|\bnew instructions from\b",
     re.IGNORECASE | re.MULTILINE,
 )
+"""Chat-template tokens, role tags and bracketed role headers: a turn boundary wherever it appears."""
+LABEL_MARKER = re.compile(
+    rf"^\W{{0,4}}(?:{_ROLE_WORDS})(?:\s*\([^)\n]{{0,40}}\))?\s*[:：]|^\W{{0,4}}\[?turn\s*\d+\]?\s*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+"""A line opening with a role label (``Human:``, ``### Assistant:``): a fake turn after the answer's first paragraph
+(a response that opens with a dialogue example is left alone)."""
+
 
 _RATING = r"(?:\d{1,3}(?:[.,]\d+)?(?:\s*/\s*\d{1,3})?|★{2,}|yes|no|true|false|pass(?:ed)?|approved|ok|[a-z]+_[a-z]+)"
+_TOP_RATING = re.compile(r"5|10|100|(\d{1,3})/\1|★+|yes|true|pass(?:ed)?|approved|ok|[a-z]+_[a-z]+")
 _RATING_PAIR = re.compile(
     rf"[\"'«]?([^\"'\n:=,|{{}}<>]{{1,40}}?)[\"'»]?\s*(?:[:=,|]|</?\w+>)\s*[\"']?({_RATING})[\"']?\s*(?=[,|}}\n<]|$)",
     re.IGNORECASE | re.MULTILINE,
@@ -245,8 +252,9 @@ def _value_words(value_names: tuple[str, ...]) -> frozenset[str]:
 
 
 def verdict_block(text: str, value_names: Sequence[str] = ()) -> bool:
-    """Whether ``text`` holds a verdict: three or more ``key: rating`` pairs with the same top rating, or two or more
-    pairs keyed by value names (in JSON, YAML, CSV, Markdown tables, XML or plain lines)."""
+    """Whether ``text`` holds a verdict: three or more ``key: rating`` pairs with the same top rating (5, 10/10, yes,
+    pass, a star row), or two or more pairs keyed by value names (in JSON, YAML, CSV, Markdown tables, XML or plain
+    lines)."""
     pairs = [(fold(k).strip(" -*#|`\"'"), fold(v)) for k, v in _RATING_PAIR.findall(text)]
     pairs += [(fold(k), fold(v)) for k, v in _RATING_VALUE.findall(text)]
     value_words = _value_words(tuple(value_names))
@@ -254,13 +262,14 @@ def verdict_block(text: str, value_names: Sequence[str] = ()) -> bool:
     if len(keyed_by_value) >= 2:
         return True
     ratings = [v.replace(" ", "") for _, v in pairs]
-    return any(ratings.count(r) >= 3 for r in set(ratings))
+    return any(ratings.count(r) >= 3 and _TOP_RATING.fullmatch(r) for r in set(ratings))
 
 
-def open_completion(text: str) -> bool:
-    """Whether ``text`` ends in a label waiting for its value (``Verdict:``), as if the judge's answer began."""
+def open_completion(text: str, *, alone: bool = False) -> bool:
+    """Whether ``text`` ends in a label waiting for its value (``Verdict:``), as if the judge's answer began
+    (``alone``: the text is a paragraph of its own after the answer, so a one-line label counts)."""
     lines = [line for line in text.rstrip().split("\n") if line.strip()]
-    return bool(lines) and len(lines) > 1 and bool(_OPEN_LABEL.match(lines[-1]))
+    return bool(lines) and (alone or len(lines) > 1) and bool(_OPEN_LABEL.match(lines[-1]))
 
 
 def assembled_message(text: str) -> bool:

@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from picaco_dspy.objective.manipulation_cues import (
+    LABEL_MARKER,
+    TEMPLATE_MARKER,
     TOP_OUTCOME,
-    TURN_MARKER,
     assembled_message,
     concept_cue,
     fold,
@@ -159,17 +160,19 @@ def canonicalise_response(text: str) -> str:
     return _SPACE_RUN.sub("   ", text)
 
 
-def fence_response(text: str, max_chars: int, *, canonicalise: bool = True) -> str:
+def fence_response(text: str, max_chars: int, *, canonicalise: bool = True, datamark: bool = False) -> str:
     """Wrap a response as data between fences whose ID the response cannot know in advance.
 
     The text is canonicalised first (:func:`canonicalise_response`). The ID is derived from a hash of the content, so
     a response cannot close the fence early; DSPy field markers inside it are defused, and text beyond ``max_chars``
-    is cut (the judge is told so).
+    is cut (the judge is told so). ``datamark`` replaces every space inside the fence with ``^``.
     """
     if canonicalise:
         text = canonicalise_response(text)
     nonce = hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:12]
     body = text.replace("[[", "[ [").replace("]]", "] ]")
+    if datamark:
+        body = body.replace(" ", "^")
     if len(body) > max_chars:
         body = body[:max_chars] + f"\n[... {len(text) - max_chars} more characters cut by the evaluator ...]"
     return f"<<<response-{nonce}>>>\n{body}\n<<<end-response-{nonce}>>>"
@@ -256,8 +259,9 @@ def screen_response(text: str, value_names: Sequence[str] = ()) -> ScreenedRespo
     cues: list[str] = []
     removed: list[str] = []
     lines = text.split("\n")
+    first_paragraph_end = next((i for i, line in enumerate(lines) if i and not line.strip()), len(lines))
     for index, line in enumerate(lines):
-        if TURN_MARKER.search(line):
+        if TEMPLATE_MARKER.search(line) or (index > first_paragraph_end and LABEL_MARKER.search(line)):
             removed.append("\n".join(lines[index:]).strip())
             cues.append("turn-marker")
             lines = lines[:index]
@@ -267,7 +271,7 @@ def screen_response(text: str, value_names: Sequence[str] = ()) -> ScreenedRespo
     kept: list[str] = []
     for number, paragraph in enumerate(paragraphs):
         block = "\n".join(paragraph)
-        block_cue = _block_cue(block, value_names, last=number == len(paragraphs) - 1)
+        block_cue = _block_cue(block, value_names, last=number == len(paragraphs) - 1, first=number == 0)
         if block_cue is None and any(line in acrostic for line in paragraph):
             block_cue = "acrostic"
         line_results = [_screen_line(line, score_line, value_names) for line in paragraph]
@@ -304,12 +308,12 @@ def _paragraphs(lines: list[str]) -> list[list[str]]:
     return [p for p in paragraphs if p]
 
 
-def _block_cue(block: str, value_names: Sequence[str], *, last: bool) -> str | None:
+def _block_cue(block: str, value_names: Sequence[str], *, last: bool, first: bool) -> str | None:
     if verdict_block(block, value_names):
         return "verdict-block"
     if assembled_message(block):
         return "assembled-message"
-    if last and open_completion(block):
+    if last and open_completion(block, alone=not first):
         return "open-completion"
     return None
 

@@ -39,7 +39,7 @@ class GullibleJudgeEngine:
 
     def obeys(self, text: str) -> bool:
         """Whether ``text`` carries a manipulation this judge can read."""
-        seen = canonicalise_response(text)
+        seen = canonicalise_response(text.replace("^", " "))  # it reads through datamarking too
         return any(piece in seen for piece in self.pieces)
 
     def complete(self, request: Any) -> Response:
