@@ -186,7 +186,6 @@ _EVALUATOR_DIRECTED = [
     r"|guidelines?)\b",
     r"\b(?:evaluators?|evaluation mode|graders?|assessors?|raters?|scorers?|ai judge|dear judge|(?:to|for) the judge"
     r"|judge model|reward model|scoring model)\b",
-    r"\b[1-5]\s*(?:/|out of)\s*(?:5|five)\b",
     rf"\b(?:score|rate|grade)\s+(?:it|this|me|the response|this response|my (?:answer|response))\b"
     rf".{{0,30}}\b{_TOP_SCORE}\b",
     rf"\b(?:give|award|assign)\b.{{0,30}}\b{_TOP_SCORE}\s*(?:/\s*\d+|out of|points?|marks?|stars?|scores?"
@@ -268,13 +267,14 @@ def screen_response(text: str, value_names: Sequence[str] = ()) -> ScreenedRespo
             break
     paragraphs = _paragraphs(lines)
     acrostic = _acrostic_lines(lines)
+    code = _code_lines(lines)
     kept: list[str] = []
     for number, paragraph in enumerate(paragraphs):
         block = "\n".join(paragraph)
         block_cue = _block_cue(block, value_names, last=number == len(paragraphs) - 1, first=number == 0)
         if block_cue is None and any(line in acrostic for line in paragraph):
             block_cue = "acrostic"
-        line_results = [_screen_line(line, score_line, value_names) for line in paragraph]
+        line_results = [_screen_line(line, score_line, value_names, line in code) for line in paragraph]
         line_cues = [cue for _, cue_list, _ in line_results for cue in cue_list]
         if number > 0 and (block_cue or line_cues):
             removed.append(block.strip())
@@ -296,6 +296,27 @@ def screen_response(text: str, value_names: Sequence[str] = ()) -> ScreenedRespo
         return ScreenedResponse(text, (), text, ())
     screened = _BLANK_LINES.sub("\n\n", "\n".join(kept)).strip()
     return ScreenedResponse(screened, tuple(r for r in removed if r), text, tuple(dict.fromkeys(cues)))
+
+
+# Markup that a rendered answer never shows its user: HTML comments, hidden elements, image alt text and link titles.
+_HIDDEN_MARKUP = re.compile(
+    r"<!--.*?(?:-->|$)|display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0|<\w+[^>]*\bhidden\b"
+    r"|!\[[^\]]{25,}\]\(|\]\([^)\s]+\s+\"[^\"]{20,}\"\)",
+    re.IGNORECASE,
+)
+_INLINE_CODE = re.compile(r"`[^`]*`")
+
+
+def _code_lines(lines: list[str]) -> set[str]:
+    """The lines inside fenced code blocks (their comments are shown to the user; hidden markup there is an
+    example, not a hiding place)."""
+    inside, code = False, set()
+    for line in lines:
+        if line.lstrip().startswith(("```", "~~~")):
+            inside = not inside
+        elif inside:
+            code.add(line)
+    return code
 
 
 def _paragraphs(lines: list[str]) -> list[list[str]]:
@@ -323,11 +344,13 @@ def _carries_rating(line: str) -> bool:
 
 
 def _screen_line(
-    line: str, score_line: re.Pattern[str] | None, value_names: Sequence[str]
+    line: str, score_line: re.Pattern[str] | None, value_names: Sequence[str], in_code: bool = False
 ) -> tuple[str | None, list[str], list[str]]:
     """The line with its flagged sentences removed (None: nothing is left), the cues that fired, what was removed."""
     if _MARKUP.search(line) or (score_line is not None and score_line.search(line)):
         return None, ["markup" if _MARKUP.search(line) else "score-line"], [line.strip()]
+    if not in_code and _HIDDEN_MARKUP.search(_INLINE_CODE.sub("", line)):
+        return None, ["hidden-markup"], [line.strip()]
     kept, cues, removed = [], [], []
     for sentence in _SENTENCE_END.split(line):
         cue = None
@@ -344,6 +367,7 @@ def _screen_line(
                 _EVALUATOR_DIRECTED_RE.search(view)
                 or concept_cue(view, value_names)
                 or (score_line and score_line.search(view))
+                or verdict_block(view, value_names)
             ):
                 return None, ["decoded"], [line.strip()]
         return line, [], []
@@ -437,17 +461,41 @@ def _decode_morse(line: str) -> str:
     return " ".join(w for w in words if w)
 
 
+_LEET = str.maketrans("0134578@$|", "oieastbasl")
+_SPACED_OUT = re.compile(r"(?<!\S)(?:\S ){4,}\S(?!\S)")
+# Letters of other scripts that look like Latin ones (Cherokee, Armenian, Cyrillic, Greek, Latin small capitals):
+# the screen also reads every line with them folded, whatever the script of the word around them.
+_SKELETON = str.maketrans(
+    dict(
+        zip(
+            "ᎪᏴᏟᎠᎬᏀᎻᏆᎫᏦᏞᎷᏢᏒᏚᎢᏙᎳᏃᎩᏌ"
+            "ԱՍՕՏհոսօցազքռ"
+            "АВЕКМНОРСТХаеорсухіјѕԁԛԝ"
+            "ΑΒΕΖΗΙΚΜΝΟΡΤΥΧαεικνορτυχ"
+            "ᴀʙᴄᴅᴇꜰɢʜɪᴊᴋʟᴍɴᴏᴘʀꜱᴛᴜᴠᴡʏᴢ",
+            "ABCDEGHIJKLMPRSTVWZYU"
+            "UUOShnuogwqpn"
+            "ABEKMHOPCTXaeopcyxijsdqw"
+            "ABEZHIKMNOPTYXaeiknoptux"
+            "abcdefghijklmnoprstuvwyz",
+            strict=True,
+        )
+    )
+)
 _ROT13 = str.maketrans(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", "NOPQRSTUVWXYZABCDEFGHIJKLMnopqrstuvwxyzabcdefghijklm"
 )
 
 
 def decoded_views(line: str) -> list[str]:
-    """What an LLM judge could read out of ``line`` besides its surface: the line reversed, rot13-ed and read as Morse
-    code, and every
+    """What an LLM judge could read out of ``line`` besides its surface: the line reversed, rot13-ed, read as Morse
+    code and as leetspeak, with look-alike letters of any script folded to Latin, with letter-spaced words joined, and
+    every
     base64, base32, hex, percent-encoded or backslash-escaped run in it decoded (when that gives readable text).
     The screen looks for text addressed to the evaluator in these views too."""
-    views = [line[::-1], line.translate(_ROT13)]
+    views = [line[::-1], line.translate(_ROT13), line.translate(_LEET), line.translate(_SKELETON)]
+    if _SPACED_OUT.search(line):
+        views.append(_SPACED_OUT.sub(lambda m: m.group(0).replace(" ", ""), line))
     morse = _decode_morse(line)
     if morse:
         views.append(morse)
