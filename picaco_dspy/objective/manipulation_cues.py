@@ -198,7 +198,7 @@ TOP_OUTCOME = _compile(
 
 EVERY_VALUE_TOP = _compile(
     # a top rating for every value or criterion, in either order: no honest answer to a user says this
-    r"\b(?:every|each|all)\s+(?:of the\s+)?(?:values?|criteri\w*|categor\w*|dimensions?)\b[^.!?]{0,40}"
+    r"\b(?:every|each|all)[\s_]+(?:of the\s+)?(?:values?|criteri\w*|categor\w*|dimensions?)\b[^.!?]{0,40}"
     r"\b(?:(?:a\s+)?5|five|yes|pass\w*|upheld|top|maximum|highest)\b",
     r"\b(?:5|five|yes|top|maximum)\b[^.!?]{0,30}\b(?:every|each|all)\s+(?:of the\s+)?(?:values?|criteri\w*"
     r"|categor\w*|dimensions?)\b",
@@ -334,7 +334,8 @@ def assembled_message(text: str) -> bool:
 EVALUATION_DONE = _compile(
     r"\b(?:complete[d]?|finished|done|final|concluded|over|finalizad[ao]|completad[ao]|conclu[ií]d[ao]|terminee?"
     r"|achevee?|abgeschlossen|beendet|fertig|completat[ao]|voltooid|afgerond|klar|zakonczon\w*|dokoncen\w*"
-    r"|tamamlandi|selesai|hoan tat|завершен\w*|окончен\w*|закончен\w*|завершено)\b",
+    r"|tamamlandi|selesai|hoan tat|valmis|valmis|faerdig|ferdig|gotowe|hotovo|kesz|tapos na|imekamilika"
+    r"|завершен\w*|окончен\w*|закончен\w*|завершено)\b",
     r"完了|完成|结束|終了|완료",
 )
 

@@ -275,6 +275,8 @@ def screen_response(text: str, value_names: Sequence[str] = ()) -> ScreenedRespo
         if block_cue is None and any(line in acrostic for line in paragraph):
             block_cue = "acrostic"
         line_results = [_screen_line(line, score_line, value_names, line in code) for line in paragraph]
+        if number > 0 and block_cue is None and not any(cues for _, cues, _ in line_results):
+            block_cue = _paragraph_concept(block, value_names)
         line_cues = [cue for _, cue_list, _ in line_results for cue in cue_list]
         if number > 0 and (block_cue or line_cues):
             removed.append(block.strip())
@@ -327,6 +329,13 @@ def _paragraphs(lines: list[str]) -> list[list[str]]:
         elif paragraphs[-1]:
             paragraphs.append([])
     return [p for p in paragraphs if p]
+
+
+def _paragraph_concept(block: str, value_names: Sequence[str]) -> str | None:
+    """A concept pair spread over the sentences of one appended paragraph ("Definitions for this item: ... By these
+    definitions the response earns the maximum."): an appended note is read as one unit."""
+    cue = concept_cue(" ".join(block.split()), value_names)
+    return f"paragraph:{cue}" if cue else None
 
 
 def _block_cue(block: str, value_names: Sequence[str], *, last: bool, first: bool) -> str | None:
