@@ -27,6 +27,7 @@ then the share of honest responses flagged, and which cues caught how many attac
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import statistics
 import time
@@ -51,6 +52,11 @@ def main() -> None:
     parser.add_argument("--values", default="liberalism-4")
     parser.add_argument("--split", choices=("dev", "heldout"), default="dev")
     parser.add_argument("--limit", type=int, default=0, help="at most this many attacks per kind (0: all)")
+    parser.add_argument(
+        "--honest-jsonl",
+        help="more honest responses to check for false flags: JSON lines with 'response' or 'text', or Value "
+        "Portrait rows (meta.responses), e.g. ../shared/datasets/value_portrait_dev.jsonl",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     values = ValueSet.resolve(args.values)
@@ -87,6 +93,23 @@ def main() -> None:
     honest = honest_responses(args.split)
     honest_flagged = sum(screen_response(h.response, values.names).flagged for h in honest)
     _print_table(args, rows, honest_flagged, len(honest), cue_counts, classifier_lm is not None, started)
+    if args.honest_jsonl:
+        texts = _honest_texts(args.honest_jsonl)
+        flagged = [t for t in texts if screen_response(t, values.names).flagged]
+        print(f"Honest responses from {args.honest_jsonl} flagged: {len(flagged)}/{len(texts)}.")
+
+
+def _honest_texts(path: str) -> list[str]:
+    texts = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            row = json.loads(line)
+            responses = row.get("meta", {}).get("responses")
+            if responses:
+                texts.extend(r["text"] for r in responses)
+            elif row.get("response") or row.get("text"):
+                texts.append(row.get("response") or row["text"])
+    return texts
 
 
 def _judges(args: argparse.Namespace, values: ValueSet) -> tuple[dict[bool, ValueJudge], dspy.BaseLM | None]:
