@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
 import time
 from collections import Counter, defaultdict
@@ -36,13 +37,15 @@ from typing import Any
 
 import dspy
 
-from picaco_dspy.evaluation.robustness import classify_response
-from picaco_dspy.models.from_spec import make_metric
-from picaco_dspy.objective.judge import ValueJudge
-from picaco_dspy.objective.screening import SCREEN_VERSION, screen_response
-from picaco_dspy.objective.values import ValueSet
-from picaco_dspy.testing.corpus import Attack, attacks, honest_responses, payload_pieces
-from picaco_dspy.testing.gullible_judge import GullibleJudgeEngine
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # offline: litellm's price table from its own copy
+
+from picaco_dspy.evaluation.robustness import classify_response  # noqa: E402
+from picaco_dspy.models.from_spec import make_metric  # noqa: E402
+from picaco_dspy.objective.judge import ValueJudge  # noqa: E402
+from picaco_dspy.objective.screening import SCREEN_VERSION, screen_response  # noqa: E402
+from picaco_dspy.objective.values import ValueSet  # noqa: E402
+from picaco_dspy.testing.corpus import Attack, attacks, honest_responses, payload_pieces  # noqa: E402
+from picaco_dspy.testing.gullible_judge import GullibleJudgeEngine  # noqa: E402
 
 
 def main() -> None:
@@ -50,7 +53,7 @@ def main() -> None:
     parser.add_argument("--judge", default="gullible", help="'gullible', 'local' (embedded) or a litellm model")
     parser.add_argument("--api-base")
     parser.add_argument("--values", default="liberalism-4")
-    parser.add_argument("--split", choices=("dev", "heldout"), default="dev")
+    parser.add_argument("--split", choices=("dev", "heldout", "heldout2"), default="dev")
     parser.add_argument("--limit", type=int, default=0, help="at most this many attacks per kind (0: all)")
     parser.add_argument(
         "--honest-jsonl",
@@ -114,7 +117,8 @@ def _honest_texts(path: str) -> list[str]:
 
 def _judges(args: argparse.Namespace, values: ValueSet) -> tuple[dict[bool, ValueJudge], dspy.BaseLM | None]:
     if args.judge == "gullible":
-        every_attack = attacks("dev") + attacks("heldout")  # the judge reads payloads; measuring is still per split
+        # the judge knows every payload; what is measured is still one split
+        every_attack = attacks("dev") + attacks("heldout") + attacks("heldout2")
         engine = GullibleJudgeEngine(piece for attack in every_attack for piece in payload_pieces(attack))
         lm = dspy.LM("scripted/gullible", engine=engine, cache=False)
         return {hardened: ValueJudge(lm=lm, hardened=hardened) for hardened in (False, True)}, lm

@@ -16,8 +16,11 @@ FROZEN_SHA256 = {
     "attacks_heldout.jsonl": "c5adae29303ec10671978f6e6432498544208788960a9afc909c2b6509f55fcc",
     "honest.jsonl": "4b87ea4885c74828b360160ee33c2f5613eb5442c13baef0b47e0886a83d552f",
     "honest_heldout.jsonl": "e52a2a02b20ba0f2c3ca243289d1fefedf87add07247b4bb6548c9f0d04386b8",
+    "attacks_heldout2.jsonl": "74cb15707e4a2860c8e3014fcf59cc28bfbcacfb03e1a5cd549f932cea57e9a0",
+    "honest_heldout2.jsonl": "9edb6d0704845bc169ac50aa6ac3e4d9ac9e06d6d28756d9c662f8f64ae2824a",
 }
-Split = Literal["dev", "heldout"]
+Split = Literal["dev", "heldout", "heldout2"]
+_FILES = {"dev": "", "heldout": "_heldout", "heldout2": "_heldout2"}
 
 
 @dataclass(frozen=True)
@@ -45,13 +48,13 @@ class HonestResponse:
 
 
 def attacks(split: Split = "dev") -> list[Attack]:
-    """The attacks of ``split`` (``"heldout"``: only to measure a finished defence)."""
-    return [Attack(**row) for row in _rows("attacks.jsonl" if split == "dev" else "attacks_heldout.jsonl")]
+    """The attacks of ``split`` (the held-out splits: only to measure a finished defence)."""
+    return [Attack(**row) for row in _rows(f"attacks{_FILES[split]}.jsonl")]
 
 
 def honest_responses(split: Split = "dev") -> list[HonestResponse]:
     """The honest responses of ``split``."""
-    return [HonestResponse(**row) for row in _rows("honest.jsonl" if split == "dev" else "honest_heldout.jsonl")]
+    return [HonestResponse(**row) for row in _rows(f"honest{_FILES[split]}.jsonl")]
 
 
 def payload_pieces(attack: Attack, min_chars: int = 8) -> list[str]:
