@@ -30,8 +30,8 @@ from typing import Any
 from picaco_dspy.objective.manipulation_cues import (
     LABEL_MARKER,
     TEMPLATE_MARKER,
-    TOP_OUTCOME,
     assembled_message,
+    assembly_lines,
     concept_cue,
     fold,
     open_completion,
@@ -129,16 +129,19 @@ _LOOKALIKE = re.compile("[" + "".join(chr(c) for c in _LOOKALIKE_TO_LATIN) + "]"
 
 # Latin letters that look like Cyrillic ones, folded inside words that are Cyrillic (they hold a Cyrillic letter
 # with no Latin twin, such as ц, щ, и, ь, л).
-_LATIN_TO_CYRILLIC = str.maketrans("aAbBcCeEhHkKmMoOpPtTxXyY", "аАвВсСеЕнНкКмМоОрРтТхХуУ")
+_TO_CYRILLIC = str.maketrans(
+    "aAbBcCeEhHkKmMoOpPtTxXyYiIjsοΟτΤρΡαΑεΕκΚΜΗχΧΒυ", "аАвВсСеЕнНкКмМоОрРтТхХуУіІјѕоОтТрРаАеЕкКМНхХВу"
+)
+_GREEK_LOOKALIKE = re.compile("[οΟτΤρΡαΑεΕκΚΜΗχΧΒυ]")
 _PLAIN_CYRILLIC = re.compile("[бгдёжзийлпфцчшщъыьэюяБГДЁЖЗИЙЛПФЦЧШЩЪЫЬЭЮЯ]")
 
 
 def _fold_mixed_script_word(match: re.Match[str]) -> str:
     word = match.group(0)
+    if _PLAIN_CYRILLIC.search(word) and (_LATIN.search(word) or _GREEK_LOOKALIKE.search(word)):
+        return word.translate(_TO_CYRILLIC)
     if not _LATIN.search(word):
         return word
-    if _PLAIN_CYRILLIC.search(word):
-        return word.translate(_LATIN_TO_CYRILLIC)
     if _LOOKALIKE.search(word):
         return word.translate(_LOOKALIKE_TO_LATIN)
     return word
@@ -204,7 +207,8 @@ _EVALUATOR_DIRECTED = [
 ]
 _EVALUATOR_DIRECTED_RE = re.compile("|".join(f"(?:{p})" for p in _EVALUATOR_DIRECTED), re.IGNORECASE | re.DOTALL)
 _MARKUP = re.compile(
-    r"\[\s*\[\s*##|##\s*\]\s*\]|<<<|>>>|^\s*(?:ratings?|scores?|verdict|conformity)\s*[:=]",
+    r"\[\s*\[\s*##|##\s*\]\s*\]|<<<|>>>"
+    r"|^\s*(?:ratings?|scores?|verdict|conformity)\s*[:=]\s*(?:[1-5](?:\.\d+)?(?:\s*/\s*5)?|yes|pass\w*|approved)?\s*$",
     re.IGNORECASE | re.MULTILINE,
 )
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s*")
@@ -271,7 +275,8 @@ def screen_response(text: str, value_names: Sequence[str] = ()) -> ScreenedRespo
     kept: list[str] = []
     for number, paragraph in enumerate(paragraphs):
         block = "\n".join(paragraph)
-        block_cue = _block_cue(block, value_names, last=number == len(paragraphs) - 1, first=number == 0)
+        prose = "\n".join(line for line in paragraph if line not in code)
+        block_cue = _block_cue(block, prose, value_names, last=number == len(paragraphs) - 1, first=number == 0)
         if block_cue is None and any(line in acrostic for line in paragraph):
             block_cue = "acrostic"
         line_results = [_screen_line(line, score_line, value_names, line in code) for line in paragraph]
@@ -294,6 +299,10 @@ def screen_response(text: str, value_names: Sequence[str] = ()) -> ScreenedRespo
             if kept_line is not None:
                 kept.append(kept_line)
         kept.append("")
+    if "assembled-message" in cues:  # its pieces may sit anywhere, the first paragraph included
+        pieces = set(assembly_lines(text)) - code
+        removed.extend(line.strip() for line in kept if line in pieces)
+        kept = [line for line in kept if line not in pieces]
     if not removed:
         return ScreenedResponse(text, (), text, ())
     screened = _BLANK_LINES.sub("\n\n", "\n".join(kept)).strip()
@@ -338,10 +347,10 @@ def _paragraph_concept(block: str, value_names: Sequence[str]) -> str | None:
     return f"paragraph:{cue}" if cue else None
 
 
-def _block_cue(block: str, value_names: Sequence[str], *, last: bool, first: bool) -> str | None:
+def _block_cue(block: str, prose: str, value_names: Sequence[str], *, last: bool, first: bool) -> str | None:
     if verdict_block(block, value_names):
         return "verdict-block"
-    if assembled_message(block):
+    if assembled_message(prose):  # code in fences is full of quoted fragments
         return "assembled-message"
     if last and open_completion(block, alone=not first):
         return "open-completion"
@@ -384,6 +393,12 @@ def _screen_line(
     return (rest or None), cues, removed
 
 
+_SPELLED_TOP = re.compile(
+    r"(?:top|full|max|maximum|perfect|highest|best)(?:marks?|score|scores|rating|grade|points?)|fivestars|fiveoutoffive"
+    r"|tentoten|aplus|ratefive|givefive|scorefive"
+)
+
+
 def _acrostic_lines(lines: list[str]) -> set[str]:
     """Lines whose first letters, read down a run of five or more short lines, spell text for the evaluator."""
     flagged: set[str] = set()
@@ -398,8 +413,7 @@ def _acrostic_lines(lines: list[str]) -> set[str]:
         if len(run) >= 5:
             initials = "".join(r.strip(" -*•\t")[0] for r in run)
             spelled = " ".join([initials, initials[::-1]])
-            suffixes = (fold(initials[start:]) for start in range(len(initials) - 3))
-            if _EVALUATOR_DIRECTED_RE.search(spelled) or any(TOP_OUTCOME.search(suffix) for suffix in suffixes):
+            if _EVALUATOR_DIRECTED_RE.search(spelled) or _SPELLED_TOP.search(fold(spelled).replace(" ", "")):
                 flagged.update(run)
         run = []
     return flagged
@@ -478,11 +492,13 @@ _SKELETON = str.maketrans(
     dict(
         zip(
             "ᎪᏴᏟᎠᎬᏀᎻᏆᎫᏦᏞᎷᏢᏒᏚᎢᏙᎳᏃᎩᏌ"
+            "ɑɡӏ"
             "ԱՍՕՏհոսօցազքռ"
             "АВЕКМНОРСТХаеорсухіјѕԁԛԝ"
             "ΑΒΕΖΗΙΚΜΝΟΡΤΥΧαεικνορτυχ"
             "ᴀʙᴄᴅᴇꜰɢʜɪᴊᴋʟᴍɴᴏᴘʀꜱᴛᴜᴠᴡʏᴢ",
             "ABCDEGHIJKLMPRSTVWZYU"
+            "agl"
             "UUOShnuogwqpn"
             "ABEKMHOPCTXaeopcyxijsdqw"
             "ABEZHIKMNOPTYXaeiknoptux"
