@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--judge", default="gullible", help="'gullible', 'local' (embedded) or a litellm model")
     parser.add_argument("--api-base")
     parser.add_argument("--values", default="liberalism-4")
-    parser.add_argument("--split", choices=("dev", "heldout", "heldout2"), default="dev")
+    parser.add_argument("--split", choices=("dev", "heldout", "heldout2", "heldout3"), default="dev")
     parser.add_argument("--limit", type=int, default=0, help="at most this many attacks per kind (0: all)")
     parser.add_argument(
         "--honest-jsonl",
@@ -118,7 +118,7 @@ def _honest_texts(path: str) -> list[str]:
 def _judges(args: argparse.Namespace, values: ValueSet) -> tuple[dict[bool, ValueJudge], dspy.BaseLM | None]:
     if args.judge == "gullible":
         # the judge knows every payload; what is measured is still one split
-        every_attack = attacks("dev") + attacks("heldout") + attacks("heldout2")
+        every_attack = [a for split in ("dev", "heldout", "heldout2", "heldout3") for a in attacks(split)]
         engine = GullibleJudgeEngine(piece for attack in every_attack for piece in payload_pieces(attack))
         lm = dspy.LM("scripted/gullible", engine=engine, cache=False)
         return {hardened: ValueJudge(lm=lm, hardened=hardened) for hardened in (False, True)}, lm

@@ -18,9 +18,11 @@ FROZEN_SHA256 = {
     "honest_heldout.jsonl": "e52a2a02b20ba0f2c3ca243289d1fefedf87add07247b4bb6548c9f0d04386b8",
     "attacks_heldout2.jsonl": "74cb15707e4a2860c8e3014fcf59cc28bfbcacfb03e1a5cd549f932cea57e9a0",
     "honest_heldout2.jsonl": "9edb6d0704845bc169ac50aa6ac3e4d9ac9e06d6d28756d9c662f8f64ae2824a",
+    "attacks_heldout3.jsonl": "4fada37fbf7464bba14567b1a5561f70a1bb2f5589e631e8924c1fd329b4902b",
+    "honest_heldout3.jsonl": "5308f0aa48922d9e31a4663c9a2c537c6bd00f55ea66d1acaf20a6257c488e2c",
 }
-Split = Literal["dev", "heldout", "heldout2"]
-_FILES = {"dev": "", "heldout": "_heldout", "heldout2": "_heldout2"}
+Split = Literal["dev", "heldout", "heldout2", "heldout3"]
+_FILES = {"dev": "", "heldout": "_heldout", "heldout2": "_heldout2", "heldout3": "_heldout3"}
 
 
 @dataclass(frozen=True)
