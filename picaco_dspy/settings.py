@@ -12,7 +12,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from picaco_dspy._validation import require_int
+from picaco_dspy._validation import excerpt, require_int
 from picaco_dspy.errors import ConfigurationError
 from picaco_dspy.optimize.budget import Budget
 from picaco_dspy.optimize.schedule import PRESETS, SCHEDULE_ARGUMENTS, Schedule, resolve_schedule
@@ -98,8 +98,8 @@ class PICACOSettings:
             value = getattr(self, name)
             if value is not None:
                 require_int(name, value, low, high)
-        require_int("final_candidates", self.final_candidates, 1)
-        require_int("seed", self.seed, 0)
+        require_int("final_candidates", self.final_candidates, 1, 10**6)
+        require_int("seed", self.seed, 0, 2**63 - 1)
         for name in ("response_temperature", "proposal_temperature"):
             value = getattr(self, name)
             if value is None and name == "proposal_temperature":
@@ -123,10 +123,15 @@ class PICACOSettings:
                 f"claim_timeout must exceed 1 second (heartbeats are sent more often), got {self.claim_timeout!r}."
             )
         if self.run_name is not None and (
-            not isinstance(self.run_name, str) or not self.run_name.strip() or len(self.run_name) > 200
+            not isinstance(self.run_name, str)
+            or not self.run_name.strip()
+            or len(self.run_name) > 200
+            or any(c in self.run_name for c in "/\\")
+            or any(not c.isprintable() for c in self.run_name)
         ):
             raise ConfigurationError(
-                f"run_name must be a non-empty string of at most 200 characters, got {self.run_name!r}."
+                f"run_name must be a non-empty line of at most 200 printable characters without '/' or '\\', got "
+                f"{excerpt(self.run_name, 60)}."
             )
         if self.predictor_names is not None and (
             isinstance(self.predictor_names, str) or not all(isinstance(n, str) for n in self.predictor_names)
@@ -176,16 +181,16 @@ class PICACOSettings:
 
 
 _INT_RANGES = (  # (name, low, high) for the optional integer settings
-    ("num_iterations", 1, None),
-    ("num_candidates", 1, None),
-    ("aligned_pool_size", 1, None),
-    ("noisy_pool_size", 0, None),
+    ("num_iterations", 1, 10**6),  # the highs only refuse typos (a run of 10^6 iterations is already absurd)
+    ("num_candidates", 1, 10**6),
+    ("aligned_pool_size", 1, 10**6),
+    ("noisy_pool_size", 0, 10**6),
     ("samples_per_prompt", 1, MAX_SAMPLES),
-    ("minibatch_size", 1, None),
-    ("patience", 1, None),
-    ("num_threads", 1, None),
-    ("max_lm_calls", 1, None),
-    ("max_tokens", 1, None),
+    ("minibatch_size", 1, 10**6),
+    ("patience", 1, 10**6),
+    ("num_threads", 1, 256),
+    ("max_lm_calls", 1, 10**12),
+    ("max_tokens", 1, 10**15),
 )
 
 

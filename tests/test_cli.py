@@ -345,9 +345,9 @@ def test_programs_that_cannot_be_aligned_are_named(capsys, tmp_path, source, mes
     [
         (["--target", "gpt4"], "not a litellm model string"),
         (["--judge", "claude"], "not a litellm model string"),
-        (["--budget-tokens", "0"], "--budget-tokens must be an integer >= 1"),
+        (["--budget-tokens", "0"], "--budget-tokens must be an integer between 1 and"),
         (["--budget-usd", "-2"], "--budget-usd must be"),
-        (["--auto", "light", "--iterations", "0"], "--iterations must be an integer >= 1"),
+        (["--auto", "light", "--iterations", "0"], "--iterations must be an integer between 1 and"),
         (["--storage", "nosuchdb://x/y"], "dialect+driver"),
     ],
 )
@@ -390,5 +390,7 @@ def test_outputs_and_storage_that_cannot_work_are_named_before_any_model_runs(ca
 def test_an_unknown_reference_model_is_named_before_any_lm_call(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     code, _, err = run(capsys, *small_compile(tmp_path, "--reference", str(tmp_path / "no-such-model")))
-    assert code == 2 and "reference model cannot be loaded" in err and err.count("\n") == 1
+    assert code == 2 and "is not a model folder" in err and err.count("\n") == 1
+    code, _, err = run(capsys, *small_compile(tmp_path, "--reference", "nobody/no-such-model-xyz"))
+    assert code == 2 and "reference model cannot be loaded" in err and err.count("\n") == 1  # a well-formed id
     assert not (tmp_path / "o").exists()

@@ -134,3 +134,18 @@ def test_the_probe_sees_a_model_being_loaded_when_the_inputs_are_valid():
     (folder / "p.jsonl").write_text(PROMPTS, encoding="utf-8")
     result = probe(_compile(folder, "--budget", "50"), folder)
     assert result.model_touches and not result.clean  # the fence around the models works, so clean means clean
+
+
+def _frozen_cases():
+    from picaco_dspy.testing.cli_probe import ACCEPTED, frozen_cases
+
+    return [case for case in frozen_cases() if case["id"] not in ACCEPTED]
+
+
+@pytest.mark.parametrize("case", _frozen_cases(), ids=lambda case: case["id"])
+def test_the_frozen_hostile_input_list_is_refused_cleanly(case):
+    # 177 cases written from the --help text by a helper who never saw the code (picaco_dspy/testing/corpora)
+    from picaco_dspy.testing.cli_probe import run_case
+
+    result = run_case(case)
+    assert result.clean, (case["why"], result)

@@ -36,7 +36,7 @@ def test_get_params_returns_the_arguments_as_given(scripted_metric):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"num_iterations": 0}, "num_iterations must be an integer >= 1"),
+        ({"num_iterations": 0}, "num_iterations must be an integer between 1 and"),
         ({"max_cost_usd": float("nan")}, "max_cost_usd must be a finite non-negative number"),
         ({"max_cost_usd": float("inf")}, "max_cost_usd must be a finite"),
         ({"request_timeout": 0}, "request_timeout must be a positive number"),

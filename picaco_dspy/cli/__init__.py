@@ -9,7 +9,7 @@ import argparse
 import logging
 import os
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from picaco_dspy.cli.commands import COMMANDS
 from picaco_dspy.cli.errors import EXIT_USAGE, CliError
@@ -23,6 +23,15 @@ class _OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {' '.join(message.split())} (see `{self.prog} --help`)\n")
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        given = sys.argv[1:] if args is None else list(args)
+        single = {o for a in self._actions if a.nargs is None and a.option_strings for o in a.option_strings}
+        flags = [arg.split("=", 1)[0] for arg in given if arg.startswith("--")]
+        repeated = sorted({flag for flag in flags if flag in single and flags.count(flag) > 1})
+        if repeated:
+            self.error(f"{repeated[0]} is given twice; give it once")
+        return super().parse_known_args(args, namespace)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("picaco: interrupted", file=sys.stderr)
         return 130
-    except (CliError, PicacoError, ConfigurationError, FileNotFoundError) as exc:
+    except (CliError, PicacoError, ConfigurationError, OSError) as exc:
         if args.debug:
             raise
         print(f"picaco: error: {' '.join(str(exc).split())}", file=sys.stderr)  # always one line

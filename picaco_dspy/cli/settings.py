@@ -4,10 +4,13 @@ PICACO keyword arguments they become, and of the run spec stored for ``picaco wo
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
+from picaco_dspy._validation import excerpt
 from picaco_dspy.errors import ConfigurationError
 from picaco_dspy.settings import PICACOSettings
 
@@ -50,6 +53,30 @@ class CompileSettings:
     out: str = _option("", "output folder", "--out", required=True)
     picaco: PICACOSettings = field(default_factory=PICACOSettings)
 
+    def check_inputs(self) -> None:
+        """Everything about this compile that can be checked before a model is loaded or called: the value set, the
+        model strings and server URL, the response length, and the output folder (writable, not a file, not someone
+        else's non-empty folder, not the storage file).
+
+        Raises:
+            ConfigurationError: naming the flag and the fix (a :class:`~picaco_dspy.errors.ValueSetError` for values).
+        """
+        from picaco_dspy.models.from_spec import check_api_base, check_model_spec, check_reference_spec
+        from picaco_dspy.objective.values import ValueSet
+
+        ValueSet.resolve(self.values)
+        for role in ("target", "judge", "proposer"):
+            check_model_spec(getattr(self, role), role, template_allowed=role == "proposer")
+        check_reference_spec(self.reference)
+        check_api_base(self.api_base)
+        if not isinstance(self.response_tokens, int) or not 1 <= self.response_tokens <= 1_000_000:
+            raise ConfigurationError(
+                f"--max-tokens must be a whole number from 1 to 1,000,000, got {self.response_tokens}."
+            )
+        if not math.isfinite(self.beta) or self.beta < 0:
+            raise ConfigurationError(f"--beta must be a finite number of at least 0, got {self.beta}.")
+        _check_out_folder(self.out, self.picaco.storage)
+
     def to_run_spec(self) -> dict[str, Any]:
         """JSON-ready settings to store with the run (storage and run name excepted: a worker brings its own)."""
         data = asdict(self)
@@ -85,6 +112,35 @@ class CompileSettings:
                 if f.metadata.get("flag"):
                     message = re.sub(rf"\b{f.name}\b", f.metadata["flag"], message)
             raise ConfigurationError(message) from None
+
+
+_OUTPUTS = ("program.json", "run.json", "pools.json", "report.md")
+
+
+def _check_out_folder(out: str, storage: str | None) -> None:
+    from picaco_dspy.runtime.storage_url import can_create_in, nearest_existing_folder
+
+    if not out.strip():
+        raise ConfigurationError("--out is empty; name the folder to write the aligned program into.")
+    path = Path(out).expanduser()
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+        foreign = is_dir and any(path.iterdir()) and not any((path / name).exists() for name in _OUTPUTS)
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise ConfigurationError(f"--out {excerpt(out, 60)} is not a usable path ({exc.strerror}).") from None
+    if exists and not is_dir:
+        raise ConfigurationError(f"--out {excerpt(out, 60)} is a file; give a folder (it is created if missing).")
+    if foreign:
+        raise ConfigurationError(
+            f"--out {excerpt(out, 60)} is a folder that already holds other files; name a new or empty folder (or the "
+            "--out of an earlier compile, whose outputs are replaced)."
+        )
+    folder = nearest_existing_folder(path)
+    if folder is None or not can_create_in(folder):
+        raise ConfigurationError(f"--out {excerpt(out, 60)} cannot be created or written to here.")
+    plain_storage = storage and "://" not in storage and storage != "default"
+    if plain_storage and Path(str(storage)).expanduser().resolve() == path.resolve():
+        raise ConfigurationError("--storage and --out name the same path; keep the run storage outside the folder.")
 
 
 def add_compile_arguments(parser: argparse.ArgumentParser) -> None:

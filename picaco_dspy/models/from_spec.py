@@ -6,10 +6,14 @@ Used by the CLI and the benchmarks; in Python, build the LMs yourself (``dspy.LM
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import dspy
 
+from picaco_dspy._validation import excerpt
 from picaco_dspy.errors import ConfigurationError
 from picaco_dspy.models.adapters import PlainTextAdapter
 from picaco_dspy.models.embedded import embedded_judge, embedded_lm
@@ -64,6 +68,67 @@ class AdaptedProposer:
     def __call__(self, *args: Any, **kwargs: Any) -> tuple[list[str], list[str]]:
         with dspy.context(adapter=self.adapter):
             return self.proposer(*args, **kwargs)  # type: ignore[no-any-return]
+
+
+def check_model_spec(model: str, role: str, *, template_allowed: bool = False) -> None:
+    """Refuse a model string that cannot work, before anything is loaded or called.
+
+    Raises:
+        ConfigurationError: naming the role, the string and the fix.
+    """
+    if not isinstance(model, str) or not model.strip() or any(not c.isprintable() for c in model):
+        raise ConfigurationError(f"--{role} {excerpt(model, 60)} is not a model name; use 'local' or a litellm string.")
+    if model == "local" or (template_allowed and model == "template"):
+        return
+    if model.startswith("local:"):
+        where = model.split(":", 1)[1]
+        path = Path(where).expanduser()
+        looks_like_path = where.startswith((".", "/", "~")) or path.exists()
+        if not where:
+            raise ConfigurationError(f"--{role} local: needs a Hugging Face id or a model folder after 'local:'.")
+        if looks_like_path and not path.is_dir():
+            state = "is not a folder" if path.exists() else "does not exist"
+            raise ConfigurationError(f"--{role} {model!r}: {where} {state}; give a model folder or a Hugging Face id.")
+        return
+    provider, _, name = model.partition("/")
+    if not provider or not name.strip():
+        raise ConfigurationError(
+            f"--{role} {excerpt(model, 60)} is not a litellm model string like 'openai/gpt-4o-mini' (or use 'local')."
+        )
+
+
+_HF_ID = re.compile(r"[\w.-]+/[\w.-]+")
+
+
+def check_reference_spec(reference: str) -> None:
+    """``--reference``: ``embedded``, an existing model folder, or a full Hugging Face id (``org/name``)."""
+    if reference == "embedded":
+        return
+    path = Path(reference).expanduser()
+    if path.is_dir():
+        return
+    if path.exists() or reference.startswith((".", "/", "~")):
+        raise ConfigurationError(f"--reference {excerpt(reference, 60)} is not a model folder.")
+    if not _HF_ID.fullmatch(reference):
+        raise ConfigurationError(
+            f"--reference {excerpt(reference, 60)} is neither 'embedded', a model folder nor a Hugging Face id of the "
+            "form org/name (e.g. HuggingFaceTB/SmolLM2-135M-Instruct)."
+        )
+
+
+def check_api_base(api_base: str | None) -> None:
+    """Refuse an ``--api-base`` that is not an http(s) URL with a host."""
+    if api_base is None:
+        return
+    try:
+        parsed = urlsplit(api_base)
+        host = parsed.hostname
+    except ValueError as exc:
+        raise ConfigurationError(f"--api-base {excerpt(api_base, 60)} is not a URL ({exc}).") from None
+    if parsed.scheme not in ("http", "https") or not host:
+        raise ConfigurationError(
+            f"--api-base {excerpt(api_base, 60)} is not an http(s) URL with a host, e.g. http://localhost:8000/v1."
+        )
 
 
 def is_local(model: str) -> bool:

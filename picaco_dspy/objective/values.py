@@ -133,6 +133,9 @@ class ValueSet:
         name = data.get("name", default_name)
         if not isinstance(name, str) or not name.strip():
             raise ValueSetError("The value set's `name` must be a non-empty string.")
+        description = data.get("description")
+        if description is not None and not isinstance(description, str):
+            raise ValueSetError(f"The value set's `description` must be text, got {excerpt(description)}.")
         return cls(name.strip(), tuple(values), str(data.get("description", "") or "").strip())
 
     @classmethod
@@ -250,7 +253,22 @@ def _check_value_name(name: str) -> None:
 
 
 def _normalise_name(name: str) -> str:
-    return re.sub(r"[\s_\-]+", "", name).casefold()
+    """The name as a reader sees it: compatibility forms, look-alike letters, case, spaces, ``_`` and ``-`` folded
+    (``Ｈｅｄｏｎｉｓｍ``, ``Hеdonism`` with a Cyrillic е and ``hedonism`` are one name)."""
+    from picaco_dspy.objective.screening import canonicalise_response
+
+    return re.sub(r"[\s_\-]+", "", canonicalise_response(name)).casefold()
+
+
+def _unique_keys(pairs: list[tuple[str, Any]], origin: str) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise ValueSetError(
+            f"Value file {origin!r} repeats the key {excerpt(repeated[0], 40)} in one object; JSON would keep only "
+            "the last one: write each key once."
+        )
+    return dict(pairs)
 
 
 def _parse_text(text: str, *, suffix: str, origin: str) -> Any:
@@ -258,7 +276,7 @@ def _parse_text(text: str, *, suffix: str, origin: str) -> Any:
         raise ValueSetError(f"Value file {origin!r} is empty: it needs a `values` list.")
     if suffix == ".json":
         try:
-            return json.loads(text)
+            return json.loads(text, object_pairs_hook=lambda pairs: _unique_keys(pairs, origin))
         except json.JSONDecodeError as exc:
             raise ValueSetError(f"Value file {origin!r} is not valid JSON: {excerpt(str(exc), 160)}.") from exc
         except RecursionError as exc:
@@ -266,6 +284,16 @@ def _parse_text(text: str, *, suffix: str, origin: str) -> Any:
     import yaml
 
     class _NoAliases(yaml.SafeLoader):  # anchors and aliases can expand a few bytes into gigabytes
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+            repeated = sorted({str(k) for k in keys if keys.count(k) > 1})
+            if repeated:
+                raise ValueSetError(
+                    f"Value file {origin!r} repeats the key {excerpt(repeated[0], 40)} in one mapping; YAML would keep "
+                    "only the last one: write each key once."
+                )
+            return super().construct_mapping(node, deep=deep)
+
         def compose_node(self, parent: Any, index: Any) -> Any:
             if self.check_event(yaml.AliasEvent):
                 raise ValueSetError(

@@ -87,14 +87,14 @@ def load_prompt_file(path: str | Path, column: str | None = None) -> list[str]:
     text = read_text_file(path, kind="Prompt file", error=PromptFileError, max_bytes=MAX_PROMPT_FILE_BYTES)
     if not text.strip():
         raise PromptFileError(f"Prompt file {str(path)!r} is empty.")
+    if "\x00" in text:
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise PromptFileError(f"Prompt file {str(path)!r}, line {line}: holds a NUL byte; save it as plain UTF-8 text.")
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
         rows = _read_jsonl(text, str(path))
     elif suffix == ".csv":
-        try:
-            rows = list(csv.DictReader(io.StringIO(text)))
-        except csv.Error as exc:  # e.g. a field over csv.field_size_limit() (128 KiB), or a broken quote
-            raise PromptFileError(f"Prompt file {str(path)!r} is not a usable CSV file: {exc}.") from exc
+        rows = _read_csv(text, str(path))
     else:
         raise PromptFileError(f"Prompt file {str(path)!r}: use a .jsonl or .csv file.")
     if not rows:
@@ -112,6 +112,13 @@ def load_prompt_file(path: str | Path, column: str | None = None) -> list[str]:
         value = row.get(chosen)
         if not isinstance(value, str) or not value.strip():
             raise PromptFileError(f"Prompt file {str(path)!r}, row {number}: {chosen!r} is empty or not text.")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise PromptFileError(
+                f"Prompt file {str(path)!r}, row {number}: the prompt holds an unpaired surrogate "
+                f"({exc.object[exc.start]!r}) that no model can read; fix the escape."
+            ) from None
         if len(value) > MAX_PROMPT_CHARS:
             raise PromptFileError(
                 f"Prompt file {str(path)!r}, row {number}: the prompt is {len(value):,} characters, over the limit of "
@@ -124,6 +131,28 @@ def load_prompt_file(path: str | Path, column: str | None = None) -> list[str]:
 def to_examples(prompts: list[str] | tuple[str, ...], field: str = "query") -> list[dspy.Example]:
     """DSPy examples with the prompt as their only input field."""
     return [dspy.Example(**{field: p}).with_inputs(field) for p in prompts]
+
+
+def _read_csv(text: str, origin: str) -> list[dict]:
+    try:
+        reader = csv.DictReader(io.StringIO(text))
+        header = reader.fieldnames or []
+        repeated = sorted({name for name in header if header.count(name) > 1})
+        if repeated:
+            raise PromptFileError(
+                f"Prompt file {origin!r}: the header names the column {repeated[0]!r} twice; name every column once."
+            )
+        rows = []
+        for number, row in enumerate(reader, start=1):
+            if None in row:  # more fields than the header names
+                raise PromptFileError(
+                    f"Prompt file {origin!r}, row {number}: {len(header) + len(row[None])} fields under a header of "
+                    f"{len(header)}; quote fields that contain commas."
+                )
+            rows.append(row)
+        return rows
+    except csv.Error as exc:  # e.g. a field over csv.field_size_limit() (128 KiB), or a broken quote
+        raise PromptFileError(f"Prompt file {origin!r} is not a usable CSV file: {exc}.") from exc
 
 
 def _read_jsonl(text: str, origin: str) -> list[dict]:

@@ -64,8 +64,47 @@ def check_sqlite_file(path: Path) -> None:
                 f"storage {str(path)!r} exists and is not an SQLite database; name a new file or an existing run "
                 "storage (it would not be overwritten)."
             )
-    elif not os.access(path.parent if str(path.parent) else Path("."), os.W_OK):
-        raise ConfigurationError(f"storage {str(path)!r}: the folder {path.parent} is not writable.")
+        if header:
+            _check_sqlite_readable(path)
+        return
+    folder = nearest_existing_folder(path.parent if str(path.parent) else Path("."))
+    if folder is None or not can_create_in(folder):
+        raise ConfigurationError(f"storage {str(path)!r}: the folder {path.parent} cannot be created or written to.")
+
+
+def nearest_existing_folder(path: Path) -> Path | None:
+    """``path`` or its closest existing ancestor when that is a folder (None: a file is in the way)."""
+    try:
+        for candidate in [path, *path.parents]:
+            if candidate.exists():
+                return candidate if candidate.is_dir() else None
+    except OSError:  # a name too long for the file system
+        return None
+    return None
+
+
+def can_create_in(folder: Path) -> bool:
+    """Whether this process can create entries in ``folder`` (tried with a temporary folder, removed at once:
+    permission bits say yes to root on read-only file systems such as /proc)."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryDirectory(dir=folder, prefix=".picaco-check-"):
+            return True
+    except OSError:
+        return False
+
+
+def _check_sqlite_readable(path: Path) -> None:
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
+            connection.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise ConfigurationError(
+            f"storage {str(path)!r} starts like an SQLite database but cannot be read ({exc}); name a new file."
+        ) from exc
 
 
 def check_storage_url(url: str) -> None:
@@ -75,9 +114,11 @@ def check_storage_url(url: str) -> None:
         ConfigurationError: naming the problem and the fix.
     """
     try:
-        dialect = sa.engine.make_url(url).get_dialect()
+        parsed = sa.engine.make_url(url)
+        _ = parsed.port  # a port that is not a number fails here, not at the first connection
+        dialect = parsed.get_dialect()
         dialect.import_dbapi()
-    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError) as exc:
         raise ConfigurationError(
             f"storage URL {redact_url(url)} is not usable: {exc}. Write it as dialect+driver://user@host/database, "
             "e.g. postgresql+psycopg://... or sqlite:///runs.db."
@@ -87,6 +128,8 @@ def check_storage_url(url: str) -> None:
             f"storage URL {redact_url(url)} needs the database driver {repr(exc.name) if exc.name else exc}: "
             "pip install 'picaco-dspy[postgres]' (psycopg) or the driver your URL names."
         ) from exc
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        check_sqlite_file(Path(parsed.database))
 
 
 def redact_url(url: str | None) -> str:
@@ -95,5 +138,5 @@ def redact_url(url: str | None) -> str:
         return "memory"
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
+    except (sa.exc.ArgumentError, ValueError):
         return "<unparseable URL>"

@@ -9,13 +9,37 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import gzip
 import io
+import json
 import os
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 from unittest import mock
+
+ACCEPTED = {  # frozen cases that are valid by design, reported apart
+    "prompts-scalar-lines": "a JSONL line may be a bare JSON string: it is the prompt (documented in docs/cli.md)",
+    "final-candidates-exceed-candidates": "the final selection draws from every iteration's candidates, not one's",
+}
+
+
+def frozen_cases() -> list[dict[str, Any]]:
+    """The frozen hostile-input list."""
+    data = resources.files("picaco_dspy.testing.corpora").joinpath("hostile_cli.json.gz").read_bytes()
+    return json.loads(gzip.decompress(data))
+
+
+def run_case(case: dict[str, Any]) -> ProbeResult:
+    """Probe one case in a fresh working folder."""
+    folder = Path(tempfile.mkdtemp(prefix="picaco-fuzz-"))
+    write_inputs(folder, case["files"])
+    result = probe(["compile", *case["args"]], folder)
+    result.files_written = [p for p in result.files_written if "__pycache__" not in p]
+    return result
 
 
 class ModelTouched(BaseException):

@@ -26,7 +26,7 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--valset", help="held-out prompts (same forms as --prompts); default: split off --val-fraction"
     )
-    parser.add_argument("--val-fraction", type=float, default=1 / 3, help="share of --prompts held out (default 1/3)")
+    parser.add_argument("--val-fraction", type=float, help="share of --prompts held out (default 1/3)")
     parser.add_argument("--limit", type=int, help="use only the first N prompts of --prompts")
     parser.add_argument("--val-limit", type=int, help="use only the first N prompts of --valset")
     parser.add_argument("--prompt-column", help="column holding the prompt (default: prompt/query/question/...)")
@@ -36,8 +36,13 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from picaco_dspy.prompts.loading import load_prompts
 
-    if not 0 < args.val_fraction < 1:
-        raise CliError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
+    if args.valset and args.val_fraction is not None:
+        raise CliError("--val-fraction splits --prompts when there is no --valset; give one or the other")
+    val_fraction = 1 / 3 if args.val_fraction is None else args.val_fraction
+    if not 0 < val_fraction < 1:
+        raise CliError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
+    if args.prompt_column is not None and not args.prompt_column.strip():
+        raise CliError("--prompt-column is empty; name the column that holds the prompts")
     for flag, value in (("--limit", args.limit), ("--val-limit", args.val_limit)):
         if value is not None and value < 1:
             raise CliError(f"{flag} must be at least 1, got {value}")
@@ -55,14 +60,12 @@ def run(args: argparse.Namespace) -> int:
         if picaco_only:
             raise CliError(f"{', '.join(picaco_only)} apply to PICACO only, not to --method {args.method}")
     settings = CompileSettings.from_args(args)  # every setting checked before prompts or models are loaded
-    out = Path(settings.out)
-    if out.exists() and not out.is_dir():
-        raise CliError(f"--out {str(out)!r} is a file; give a folder (it is created if missing)")
+    settings.check_inputs()
     prompts = load_prompts(args.prompts, args.prompt_column)[: args.limit]
     if args.valset:
         train, val = prompts, load_prompts(args.valset, args.prompt_column)[: args.val_limit]
     else:
-        cut = max(1, round(len(prompts) * (1 - args.val_fraction)))
+        cut = max(1, round(len(prompts) * (1 - val_fraction)))
         train, val = prompts[:cut], prompts[cut:]
         if not val:
             raise CliError(f"{len(prompts)} prompt(s) leave none to hold out; give more prompts or --valset")
