@@ -106,6 +106,18 @@ def main() -> None:
         f"(1 + RetryPolicy.max_retries = 4 attempts each; DSPy's own retries off), {time.monotonic() - started:.1f} s"
     )
 
+    fresh_cache()
+    with MisbehavingServer(every=12, faults=("hang",), hang_seconds=3.0) as server:
+        lm = dspy.LM("openai/scripted", api_base=server.url, api_key="test", temperature=1.0, max_tokens=512)
+        started = time.monotonic()
+        result = compile_through(lm, None, num_threads=4, request_timeout=1.0)
+    print(
+        f"hanging provider (1 in 12 requests answers after 3 s; request_timeout=1 s): requests {server.log.requests}, "
+        f"hung {server.log.hung}, retried {sum(result.retries.values())}, recorded failures {_failures(result)}, "
+        f"same final program as a clean run: {result.final_instruction == clean.final_instruction}, "
+        f"{time.monotonic() - started:.1f} s"
+    )
+
 
 def _failures(result) -> int:
     return (

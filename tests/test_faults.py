@@ -153,6 +153,15 @@ def test_empty_answers_with_status_200_are_retried_not_stored(tmp_path, clean_ru
     assert [r.J for r in result.iterations] == [r.J for r in clean_run.iterations]
 
 
+def test_a_hanging_provider_times_out_and_is_retried_without_changing_the_outcome(tmp_path, clean_run):
+    with MisbehavingServer(every=12, faults=("hang",), hang_seconds=2.5) as server:
+        lm = dspy.LM("openai/scripted", api_base=server.url, api_key="test", temperature=1.0, max_tokens=512)
+        result = compile_through(lm, str(tmp_path / "hang.db"), num_threads=4, request_timeout=0.8)
+    assert server.log.hung > 0 and sum(result.retries.values()) >= server.log.hung  # each hang timed out, was retried
+    failed = sum(r.failed_rollouts for r in result.iterations) + sum(result.selection.failed.values())
+    assert failed == 0 and result.final_instruction == clean_run.final_instruction
+
+
 def test_a_revoked_key_stops_the_run_and_the_rerun_after_the_fix_resumes(tmp_path, clean_run):
     storage = str(tmp_path / "key.db")
     with MisbehavingServer(every=10**9, refuse_after=50) as server:

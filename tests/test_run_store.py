@@ -159,3 +159,42 @@ def test_a_crashed_worker_on_this_host_is_taken_over_at_once_a_remote_one_after_
         assert store.claim("r", "rollout", ["b"], rerun, limit=5) == ["b"]
     finally:
         store.close()
+
+
+def test_a_provider_that_stops_answering_shows_in_the_progress_bar_and_the_log(store, caplog):
+    import logging
+    import time
+
+    from tqdm.auto import tqdm
+
+    store.open_run("r", "f")
+    board = WorkBoard(store, "r", meter=UsageMeter(), progress=True, stall_after=0.2, stall_log_every=0.4)
+    postfixes = []
+    original = tqdm.set_postfix_str
+
+    def record(self, text="", refresh=True):
+        postfixes.append(text)
+        return original(self, text, refresh=refresh)
+
+    def slow(payload):
+        time.sleep(1.6)  # a provider that hangs, then answers
+        return payload
+
+    tqdm.set_postfix_str = record
+    try:
+        with caplog.at_level(logging.WARNING, logger="picaco_dspy.runtime.stall_watch"):
+            assert board.run("rollout", {job_key("a"): "a"}, slow, role="target")[job_key("a")] == "a"
+    finally:
+        tqdm.set_postfix_str = original
+    assert any(text.startswith("no target answer for") for text in postfixes)
+    assert postfixes[-1] == ""  # cleared once the answer came
+    warnings = [r.getMessage() for r in caplog.records if "No target call has finished" in r.getMessage()]
+    assert 1 <= len(warnings) <= 4  # repeated while it lasts, not once per poll
+
+    quick = WorkBoard(store, "r", meter=UsageMeter(), progress=False, stall_after=0.2, stall_log_every=0.4)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="picaco_dspy.runtime.stall_watch"):
+        quick.run("rollout", {job_key("b"): "b"}, lambda payload: payload, role="target")
+    assert not caplog.records  # a provider that answers is never reported
+    board.close()
+    quick.close()

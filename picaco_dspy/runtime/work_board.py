@@ -32,6 +32,7 @@ from picaco_dspy.runtime.retries import (
     is_fatal,
     is_transient,
 )
+from picaco_dspy.runtime.stall_watch import StallWatch
 from picaco_dspy.runtime.store import RunStore, StoredResult
 from picaco_dspy.runtime.usage import UsageMeter
 
@@ -69,6 +70,8 @@ class WorkBoard:
         poll_seconds: How often to look for results while other workers hold the remaining jobs.
         retry_policy: How a job whose LM call failed transiently (timeout, 429, 5xx) is retried; a transient failure
             is never stored, so a rerun tries the job again.
+        stall_after: Seconds without a finished job before the progress bar says the provider is not answering.
+        stall_log_every: Seconds between log warnings while no job finishes (see :class:`StallWatch`).
     """
 
     def __init__(
@@ -81,6 +84,8 @@ class WorkBoard:
         progress: bool = True,
         poll_seconds: float = 0.5,
         retry_policy: RetryPolicy | None = None,
+        stall_after: float = 20.0,
+        stall_log_every: float = 60.0,
     ) -> None:
         self.store = store
         self.retry_policy = retry_policy or RetryPolicy()
@@ -91,6 +96,8 @@ class WorkBoard:
         self.num_threads = num_threads
         self.progress = progress
         self.poll_seconds = poll_seconds
+        self.stall_after = stall_after
+        self.stall_log_every = stall_log_every
         self.worker = store.join(run)
         self.executed = 0
         self.reused = 0
@@ -149,12 +156,16 @@ class WorkBoard:
         chunk = 2 * max(1, self.num_threads or dspy.settings.num_threads or 1)
         bar = tqdm(total=len(pending), desc=describe or kind, disable=not self.progress, leave=False)
         waiting_since: float | None = None
+        watch = StallWatch(
+            role or kind, bar if self.progress else None, after=self.stall_after, log_every=self.stall_log_every
+        )
         try:
             while order:
                 claimed = self.store.claim(self.run_name, kind, order, self.worker, limit=chunk)
                 if claimed:
                     waiting_since = None
-                    self._execute(kind, {k: jobs[k] for k in claimed}, execute, role, records_own_usage)
+                    with watch.running():
+                        self._execute(kind, {k: jobs[k] for k in claimed}, execute, role, records_own_usage, watch)
                 else:
                     if waiting_since is None:
                         waiting_since = time.monotonic()
@@ -168,13 +179,22 @@ class WorkBoard:
             bar.close()
 
     def _execute(
-        self, kind: str, claimed: dict[str, P], execute: Callable[..., Any], role: str | None, records_own_usage: bool
+        self,
+        kind: str,
+        claimed: dict[str, P],
+        execute: Callable[..., Any],
+        role: str | None,
+        records_own_usage: bool,
+        watch: StallWatch | None = None,
     ) -> None:
         def one(item: tuple[str, P]) -> Any:
             try:
                 self._execute_one(kind, item[0], item[1], execute, role, records_own_usage)
             except Exception as exc:  # a bug, a configuration problem or an unusable store: abort the run
                 return _Raised(exc)
+            finally:
+                if watch is not None:
+                    watch.progressed()
             return None
 
         with self.meter.track(role) if role is not None else nullcontext():

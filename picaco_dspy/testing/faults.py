@@ -6,6 +6,7 @@ them must end exactly where a run through the plain scripted engine ends.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -108,13 +109,15 @@ class ServerLog:
     empty_answers: int = 0  # both kinds: an empty body, or a JSON body with no choices
     no_choices: int = 0  # a well-formed answer the client counts as a call
     refused: int = 0
+    hung: int = 0
 
 
 class MisbehavingServer:
     """An OpenAI-compatible ``/v1/chat/completions`` server on 127.0.0.1 that answers like the scripted world, except:
     of every ``every`` distinct request bodies, the last ``len(faults)`` get one fault each on their first request
     (``"429"`` with ``Retry-After: 0``, ``"500"``, ``"empty"``: a 200 with an empty body, ``"no_choices"``: a 200 with
-    ``choices: []``); after ``dead_after`` requests it closes every connection without answering (the provider dies);
+    ``choices: []``, ``"hang"``: the answer comes only after ``hang_seconds``, past any sane request timeout); after
+    ``dead_after`` requests it closes every connection without answering (the provider dies);
     after ``refuse_after`` requests it answers 401 (the key was revoked) until :attr:`refusing` is set False."""
 
     def __init__(
@@ -124,8 +127,10 @@ class MisbehavingServer:
         dead_after: int | None = None,
         faults: tuple[str, ...] = ("429", "500"),
         refuse_after: int | None = None,
+        hang_seconds: float = 5.0,
     ) -> None:
         self.engine = ScriptedEngine()
+        self.hang_seconds = hang_seconds
         self.every, self.dead_after, self.faults, self.refuse_after = every, dead_after, faults, refuse_after
         self.refusing = refuse_after is not None
         self.log = ServerLog()
@@ -152,7 +157,8 @@ class MisbehavingServer:
                 for name, value in headers.items():
                     self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(data)
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up waiting
+                    self.wfile.write(data)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
@@ -193,6 +199,10 @@ class MisbehavingServer:
             if fault == "500":
                 self.log.server_errors += 1
                 return 500, {"error": {"message": "internal error", "type": "server_error"}}, {}
+            if fault == "hang":
+                self.log.hung += 1
+        if fault == "hang":
+            time.sleep(self.hang_seconds)  # the client has given up by now; its retry is a new request
         messages = request["messages"]
         system = "".join(
             m["content"] if isinstance(m["content"], str) else m["content"][0]["text"]
