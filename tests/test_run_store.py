@@ -198,3 +198,30 @@ def test_a_provider_that_stops_answering_shows_in_the_progress_bar_and_the_log(s
     assert not caplog.records  # a provider that answers is never reported
     board.close()
     quick.close()
+
+
+def test_the_ledger_keeps_what_a_job_paid_before_its_process_died(store):
+    import dspy
+
+    from picaco_dspy.testing.scripted_world import ScriptedEngine
+
+    store.open_run("r", "f")
+    engine = ScriptedEngine()
+    lm = dspy.LM("scripted/world", engine=engine, cache=False)
+    board = WorkBoard(store, "r", meter=UsageMeter(), progress=False)
+
+    def two_calls_then_death(prompt):
+        lm(prompt)
+        lm(prompt + " (revise)")  # a two-predictor program: both calls are paid
+        raise RuntimeError("killed between the second call and storing the rollout")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        board.run("rollout", {job_key("p"): "p"}, two_calls_then_death, role="target")
+    assert store.get_many("r", "rollout", [job_key("p")]) == {}  # nothing stored: the job runs again
+    assert store.ledger("r")["target"]["calls"] == 2 == sum(engine.calls.values())
+    board.close()
+
+    again = WorkBoard(store, "r", meter=UsageMeter(), progress=False)
+    again.run("rollout", {job_key("p"): "p"}, lambda prompt: lm(prompt + " again")[0], role="target")
+    assert store.ledger("r")["target"]["calls"] == 3 == sum(engine.calls.values())  # the lost calls stay counted
+    again.close()

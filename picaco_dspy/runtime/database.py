@@ -1,4 +1,4 @@
-"""The run storage's SQL tables (runs, results, claims, workers) and the engine that reaches them."""
+"""The run storage's SQL tables (runs, results, spend, claims, workers) and the engine that reaches them."""
 
 from __future__ import annotations
 
@@ -28,6 +28,21 @@ RESULTS = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
     sa.Column("failed", sa.Boolean, nullable=False, default=False),
     sa.Column("role", sa.String(16), nullable=True),
+    sa.Column("calls", sa.Integer, nullable=False, default=0),
+    sa.Column("input_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("output_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("cost_usd", sa.Float, nullable=False, default=0.0),
+    sa.Column("worker", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+SPEND = sa.Table(  # one row per paid LM call (or reference-model batch), written when the call returns
+    "picaco_spend",
+    METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run", sa.String(200), nullable=False, index=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("key", sa.String(64), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
     sa.Column("calls", sa.Integer, nullable=False, default=0),
     sa.Column("input_tokens", sa.Integer, nullable=False, default=0),
     sa.Column("output_tokens", sa.Integer, nullable=False, default=0),

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from picaco_dspy.errors import ConfigurationError
-from picaco_dspy.runtime.database import CLAIMS, RESULTS, RUNS, WORKERS, create_tables, make_engine
+from picaco_dspy.runtime.database import CLAIMS, RESULTS, RUNS, SPEND, WORKERS, create_tables, make_engine
 from picaco_dspy.runtime.storage_url import redact_url
 
 logger = logging.getLogger(__name__)
@@ -192,29 +192,62 @@ class RunStore:
         except IntegrityError:
             return False
 
-    def ledger(self, run: str) -> dict[str, dict[str, float]]:
-        """Calls, tokens and cost of every stored result of ``run``, per role: what the run has paid, all workers
-        and all resumes together."""
+    def record_spend(
+        self, run: str, kind: str, key: str, role: str, usage: Mapping[str, float], *, worker: str
+    ) -> None:
+        """Journal one paid call of job ``(kind, key)`` as soon as it returns, so that a process killed before the job
+        is stored still leaves what it paid in the ledger."""
         with self.engine.begin() as conn:
-            rows = conn.execute(
-                sa.select(
-                    RESULTS.c.role,
-                    sa.func.sum(RESULTS.c.calls),
-                    sa.func.sum(RESULTS.c.input_tokens),
-                    sa.func.sum(RESULTS.c.output_tokens),
-                    sa.func.sum(RESULTS.c.cost_usd),
+            conn.execute(
+                SPEND.insert().values(
+                    run=run,
+                    kind=kind,
+                    key=key,
+                    role=role,
+                    calls=int(usage.get("calls", 0)),
+                    input_tokens=int(usage.get("input_tokens", 0)),
+                    output_tokens=int(usage.get("output_tokens", 0)),
+                    cost_usd=float(usage.get("cost_usd", 0.0)),
+                    worker=worker,
+                    created_at=time.time(),
                 )
-                .where(RESULTS.c.run == run, RESULTS.c.role.is_not(None))
+            )
+
+    def ledger(self, run: str) -> dict[str, dict[str, float]]:
+        """Calls, tokens and cost ``run`` has paid, per role, all workers and all resumes together: every journaled
+        call (:meth:`record_spend`: including those of jobs whose process died before storing them), plus the usage
+        stored with results that have no journal (written by a version without one)."""
+        columns = ("calls", "input_tokens", "output_tokens", "cost_usd")
+        journaled = sa.select(SPEND.c.kind, SPEND.c.key).where(SPEND.c.run == run).distinct().subquery()
+        with self.engine.begin() as conn:
+            spent = conn.execute(
+                sa.select(SPEND.c.role, *(sa.func.sum(SPEND.c[c]) for c in columns))
+                .where(SPEND.c.run == run)
+                .group_by(SPEND.c.role)
+            ).all()
+            unjournaled = conn.execute(
+                sa.select(RESULTS.c.role, *(sa.func.sum(RESULTS.c[c]) for c in columns))
+                .select_from(
+                    RESULTS.outerjoin(
+                        journaled, sa.and_(journaled.c.kind == RESULTS.c.kind, journaled.c.key == RESULTS.c.key)
+                    )
+                )
+                .where(RESULTS.c.run == run, RESULTS.c.role.is_not(None), journaled.c.key.is_(None))
                 .group_by(RESULTS.c.role)
             ).all()
+        totals: dict[str, dict[str, float]] = {}
+        for role, *sums in [*spent, *unjournaled]:
+            row = totals.setdefault(role, dict.fromkeys(columns, 0))
+            for column, value in zip(columns, sums):
+                row[column] += value or 0
         return {
             role: {
-                "calls": int(calls or 0),
-                "input_tokens": int(tin or 0),
-                "output_tokens": int(tout or 0),
-                "cost_usd": float(cost or 0.0),
+                "calls": int(row["calls"]),
+                "input_tokens": int(row["input_tokens"]),
+                "output_tokens": int(row["output_tokens"]),
+                "cost_usd": float(row["cost_usd"]),
             }
-            for role, calls, tin, tout, cost in rows
+            for role, row in totals.items()
         }
 
     # ------------------------------------------------------------------ claims

@@ -8,8 +8,9 @@ model without a price is counted in ``unpriced_calls``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -17,6 +18,28 @@ import dspy
 
 ROLES = ("target", "judge", "proposer", "reference")
 BUDGET_ROLES = ("target", "judge", "proposer")  # the LM calls budgets limit (the reference model runs locally)
+
+
+SpendHook = Callable[[str, Mapping[str, Any]], None]
+_SPEND_HOOK: ContextVar[SpendHook | None] = ContextVar("picaco_spend_hook", default=None)
+
+
+@contextmanager
+def journal_spend(hook: SpendHook) -> Iterator[None]:
+    """Call ``hook(role, usage)`` for every LM call counted in this thread inside the block, as soon as it returns
+    (the run store journals it, so a process killed mid-job still leaves what it paid in the ledger)."""
+    token = _SPEND_HOOK.set(hook)
+    try:
+        yield
+    finally:
+        _SPEND_HOOK.reset(token)
+
+
+def journal(role: str, usage: Mapping[str, Any]) -> None:
+    """Hand ``usage`` of one paid call to the journal of the current job, if one is installed."""
+    hook = _SPEND_HOOK.get()
+    if hook is not None and usage.get("calls"):
+        hook(role, usage)
 
 
 @dataclass
@@ -128,12 +151,13 @@ class _RoleTracker:
         usage = dict(usage or {})
         input_tokens = usage.get("prompt_tokens", usage.get("input_tokens")) or 0
         output_tokens = usage.get("completion_tokens", usage.get("output_tokens")) or 0
-        self.meter.record(
-            self.role,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cost_usd=call_cost(model, int(input_tokens), int(output_tokens)),
-        )
+        cost = call_cost(model, int(input_tokens), int(output_tokens))
+        self.meter.record(self.role, input_tokens=input_tokens, output_tokens=output_tokens, cost_usd=cost)
+        if not isinstance(self.outer, _RoleTracker):  # nested trackers see the same call: journal it once
+            journal(
+                self.role,
+                {"calls": 1, "input_tokens": input_tokens, "output_tokens": output_tokens, "cost_usd": cost or 0.0},
+            )
         if self.outer is not None:
             self.outer.add_usage(model, usage)
 

@@ -34,7 +34,7 @@ from picaco_dspy.runtime.retries import (
 )
 from picaco_dspy.runtime.stall_watch import StallWatch
 from picaco_dspy.runtime.store import RunStore, StoredResult
-from picaco_dspy.runtime.usage import UsageMeter
+from picaco_dspy.runtime.usage import UsageMeter, journal, journal_spend
 
 logger = logging.getLogger(__name__)
 
@@ -210,6 +210,29 @@ class WorkBoard:
     ) -> None:
         job_meter = UsageMeter()
         policy = self.retry_policy
+
+        def record(paid_role: str, usage: Mapping[str, Any]) -> None:
+            self.store.record_spend(self.run_name, kind, key, paid_role, usage, worker=self.worker)
+
+        with journal_spend(record):
+            value = self._attempts(kind, payload, execute, role, records_own_usage, job_meter, policy)
+        usage = job_meter.role(role).to_dict() if role is not None else {}
+        failed = isinstance(value, Exception)
+        stored = {"error": f"{type(value).__name__}: {value}"} if failed else value
+        self.store.put(self.run_name, kind, key, stored, worker=self.worker, failed=failed, role=role, usage=usage)
+
+    def _attempts(
+        self,
+        kind: str,
+        payload: P,
+        execute: Callable[..., Any],
+        role: str | None,
+        records_own_usage: bool,
+        job_meter: UsageMeter,
+        policy: RetryPolicy,
+    ) -> Any:
+        """Run one job with the retry policy; returns its value or the exception to record as its failure."""
+        value: Any = None
         for attempt in range(policy.max_retries + 1):
             try:
                 with attempt_number(attempt):
@@ -245,19 +268,25 @@ class WorkBoard:
                 wait,
             )
             time.sleep(wait)
-        usage = job_meter.role(role).to_dict() if role is not None else {}
-        failed = isinstance(value, Exception)
-        stored = {"error": f"{type(value).__name__}: {value}"} if failed else value
-        self.store.put(self.run_name, kind, key, stored, worker=self.worker, failed=failed, role=role, usage=usage)
+        return value
 
     def _attempt(
         self, payload: P, execute: Callable[..., Any], role: str | None, records_own_usage: bool, job_meter: UsageMeter
     ) -> Any:
         if records_own_usage:
+            before = job_meter.role(role) if role is not None else None
             value = execute(payload, job_meter)
-            if role is not None:  # not a DSPy call: the worker's meter does not see it by itself
+            if role is not None and before is not None:  # not a DSPy call: the worker's meter does not see it itself
                 own = job_meter.role(role)
-                self.meter.record(role, calls=own.calls, input_tokens=own.input_tokens, output_tokens=own.output_tokens)
+                spent = {
+                    "calls": own.calls - before.calls,
+                    "input_tokens": own.input_tokens - before.input_tokens,
+                    "output_tokens": own.output_tokens - before.output_tokens,
+                }
+                self.meter.record(
+                    role, calls=spent["calls"], input_tokens=spent["input_tokens"], output_tokens=spent["output_tokens"]
+                )
+                journal(role, {**spent, "cost_usd": own.cost_usd - before.cost_usd})
         elif role is None:
             value = execute(payload)
         else:
