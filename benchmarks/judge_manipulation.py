@@ -56,6 +56,9 @@ def main() -> None:
     parser.add_argument("--split", choices=("dev", "heldout", "heldout2", "heldout3"), default="dev")
     parser.add_argument("--limit", type=int, default=0, help="at most this many attacks per kind (0: all)")
     parser.add_argument(
+        "--screen-call", action="store_true", help="the defended judge also asks its LM to quote the text for it"
+    )
+    parser.add_argument(
         "--honest-jsonl",
         help="more honest responses to check for false flags: JSON lines with 'response' or 'text', or Value "
         "Portrait rows (meta.responses), e.g. ../shared/datasets/value_portrait_dev.jsonl",
@@ -121,11 +124,13 @@ def _judges(args: argparse.Namespace, values: ValueSet) -> tuple[dict[bool, Valu
         every_attack = [a for split in ("dev", "heldout", "heldout2", "heldout3") for a in attacks(split)]
         engine = GullibleJudgeEngine(piece for attack in every_attack for piece in payload_pieces(attack))
         lm = dspy.LM("scripted/gullible", engine=engine, cache=False)
-        return {hardened: ValueJudge(lm=lm, hardened=hardened) for hardened in (False, True)}, lm
+        judges = {False: ValueJudge(lm=lm, hardened=False), True: ValueJudge(lm=lm, screen_call=args.screen_call)}
+        return judges, lm
     judges = {}
     for hardened in (False, True):
         judge = make_metric(values, args.judge, None, 256, args.api_base).judge
         judge.hardened = hardened
+        judge.screen_call = hardened and args.screen_call
         judges[hardened] = judge
     return judges, None  # the safety classifier is measured with the gullible judge only
 

@@ -48,7 +48,10 @@ class AlignmentProblem:
 
     @property
     def judge_calls_per_response(self) -> int:
-        return 1 if self.metric.judge.mode == "joint" else len(self.values)
+        """Judge calls for one response (a screened response's second view is not foreseen: it is the exception)."""
+        judge = self.metric.judge
+        per_view = 1 if judge.mode == "joint" else len(self.values)
+        return per_view + int(bool(getattr(judge, "screen_call", False)))
 
     def system_for(self, meta_instruction: str) -> str:
         """What the answer predictor saw under ``meta_instruction`` (``""``: the bare program)."""
