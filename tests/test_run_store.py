@@ -225,3 +225,54 @@ def test_the_ledger_keeps_what_a_job_paid_before_its_process_died(store):
     again.run("rollout", {job_key("p"): "p"}, lambda prompt: lm(prompt + " again")[0], role="target")
     assert store.ledger("r")["target"]["calls"] == 3 == sum(engine.calls.values())  # the lost calls stay counted
     again.close()
+
+
+def test_a_job_cut_between_two_calls_repays_neither_on_another_machine(store):
+    import dspy
+
+    def fresh_machine():  # DSPy's own cache is per machine: a new, empty one
+        dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)
+        dspy.cache.reset_memory_cache()
+
+    original_cache = dspy.cache
+    try:
+        _cut_between_calls(store, fresh_machine)
+    finally:
+        dspy.cache = original_cache
+
+
+def _cut_between_calls(store, fresh_machine):
+    import dspy
+
+    from picaco_dspy.runtime.call_cache import shared_call_cache
+    from picaco_dspy.testing.scripted_world import ScriptedEngine
+
+    store.open_run("r", "f")
+    fresh_machine()
+    first = ScriptedEngine()
+    lm = dspy.LM("scripted/world", engine=first)
+    board = WorkBoard(store, "r", meter=UsageMeter(), progress=False)
+
+    def draft_then_death(prompt):
+        lm(prompt, rollout_id=7)  # the first predictor's call is paid...
+        raise RuntimeError("killed before the second predictor ran")
+
+    with shared_call_cache(store, "r"), pytest.raises(RuntimeError, match="killed"):
+        board.run("rollout", {job_key("p"): "p"}, draft_then_death, role="target")
+    board.close()
+
+    fresh_machine()
+    second = ScriptedEngine()
+    lm2 = dspy.LM("scripted/world", engine=second)
+    other = WorkBoard(store, "r", meter=UsageMeter(), progress=False)
+
+    def draft_and_revise(prompt):
+        draft = lm2(prompt, rollout_id=7)[0]
+        return lm2(f"Revise: {draft}", rollout_id=7)[0]
+
+    with shared_call_cache(store, "r") as shared:
+        other.run("rollout", {job_key("p"): "p"}, draft_and_revise, role="target")
+    assert sum(first.calls.values()) == 1 and sum(second.calls.values()) == 1  # the draft was not paid again
+    assert shared is not None and shared.shared_hits == 1
+    assert store.ledger("r")["target"]["calls"] == 2  # one call each, both counted once
+    other.close()

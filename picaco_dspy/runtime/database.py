@@ -1,4 +1,4 @@
-"""The run storage's SQL tables (runs, results, spend, claims, workers) and the engine that reaches them."""
+"""The run storage's SQL tables (runs, results, spend, calls, claims, workers) and the engine that reaches them."""
 
 from __future__ import annotations
 
@@ -48,6 +48,14 @@ SPEND = sa.Table(  # one row per paid LM call (or reference-model batch), writte
     sa.Column("output_tokens", sa.Integer, nullable=False, default=0),
     sa.Column("cost_usd", sa.Float, nullable=False, default=0.0),
     sa.Column("worker", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+CALLS = sa.Table(  # the LM answers a run paid for, as DSPy's plain-data cache records (runtime/call_cache.py)
+    "picaco_calls",
+    METADATA,
+    sa.Column("run", sa.String(200), primary_key=True),
+    sa.Column("key", sa.String(128), primary_key=True),
+    sa.Column("record", sa.Text, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
 )
 CLAIMS = sa.Table(

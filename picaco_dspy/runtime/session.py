@@ -22,6 +22,7 @@ from picaco_dspy.objective.bound import PoolItem, ResponseScore, TotalCorrelatio
 from picaco_dspy.optimize.program_edit import with_meta_instruction
 from picaco_dspy.optimize.schedule import Schedule
 from picaco_dspy.optimize.steering import ScheduleSteering
+from picaco_dspy.runtime.call_cache import shared_call_cache
 from picaco_dspy.runtime.identity import RunIdentity
 from picaco_dspy.runtime.parallel import judge_response, run_program
 from picaco_dspy.runtime.provider_calls import call_overrides, with_run_lm
@@ -148,12 +149,17 @@ class RunSession:
         return metric
 
     def __enter__(self) -> RunSession:
+        self._call_cache = shared_call_cache(self.store, self.identity.name)
+        self._call_cache.__enter__()
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.close()
+        try:
+            self._call_cache.__exit__(exc_type, exc, tb)
+        finally:
+            self.close()
 
     def close(self) -> None:
         """Leave the run (release unfinished claims, stop the heartbeat) and close the storage."""

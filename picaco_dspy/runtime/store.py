@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from picaco_dspy.errors import ConfigurationError
-from picaco_dspy.runtime.database import CLAIMS, RESULTS, RUNS, SPEND, WORKERS, create_tables, make_engine
+from picaco_dspy.runtime.database import CALLS, CLAIMS, RESULTS, RUNS, SPEND, WORKERS, create_tables, make_engine
 from picaco_dspy.runtime.storage_url import redact_url
 
 logger = logging.getLogger(__name__)
@@ -212,6 +212,21 @@ class RunStore:
                     created_at=time.time(),
                 )
             )
+
+    def get_call(self, run: str, key: str) -> str | None:
+        """The stored LM answer (JSON) for DSPy cache key ``key``, or None."""
+        with self.engine.begin() as conn:
+            return conn.execute(
+                sa.select(CALLS.c.record).where(CALLS.c.run == run, CALLS.c.key == key)
+            ).scalar_one_or_none()
+
+    def put_call(self, run: str, key: str, record: str) -> None:
+        """Keep an LM answer for every worker of ``run`` (the first writer wins)."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(CALLS.insert().values(run=run, key=key, record=record, created_at=time.time()))
+        except IntegrityError:
+            pass
 
     def ledger(self, run: str) -> dict[str, dict[str, float]]:
         """Calls, tokens and cost ``run`` has paid, per role, all workers and all resumes together: every journaled
