@@ -224,7 +224,8 @@ class ValueJudge(dspy.Module):
         prompt = str(prompt)
         if not self.hardened:
             return self._judge_view(prompt, response, values)
-        screened = screen_response(response, values.names)  # canonicalises once for both views
+        # canonicalised once for both views; text far past what the judge will read is not screened (time)
+        screened = screen_response(response[: 4 * self.max_response_chars], values.names)
         extra_attempts = 0
         if self.screen_call:
             screened, extra_attempts = self._screen_with_judge(screened)
