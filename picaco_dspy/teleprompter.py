@@ -18,6 +18,7 @@ from picaco_dspy.optimize.loop import run_picaco
 from picaco_dspy.optimize.pools import PromptPool
 from picaco_dspy.optimize.problem import AlignmentProblem
 from picaco_dspy.optimize.program_edit import (
+    all_predictors,
     compose,
     own_instructions,
     require_text_output,
@@ -261,29 +262,52 @@ class PICACO(Teleprompter):
             result.finished = True
             result.wall_seconds = round(time.monotonic() - started, 3)
             result.checkpoint(log_dir, problem.pools)
-        return _package(student, own, targets, result, log_dir)
+        return _package(student, own, targets, result, log_dir, metric)
 
 
 def _package(
-    student: dspy.Module, own: dict[str, str], targets: list[str], result: PICACOResult, log_dir: str | None
+    student: dspy.Module,
+    own: dict[str, str],
+    targets: list[str],
+    result: PICACOResult,
+    log_dir: str | None,
+    metric: TotalCorrelationBound,
 ) -> dspy.Module:
-    """The aligned copy of ``student`` with DSPy's result attributes (``score``, ``candidate_programs``)."""
+    """The aligned copy of ``student`` with DSPy's result attributes.
+
+    ``candidate_programs`` follows MIPROv2 / BetterTogether: runnable programs, best first, each with ``score`` in
+    the metric's [0, 1] scale (see :func:`metric_scale_scores`), plus the instruction, its lineage and per-value
+    conformity; ``score`` is the chosen program's.
+    """
     best = result.final_instruction or ""
     selection = result.selection
     assert selection is not None
+    scores, source = metric_scale_scores(result, metric)
+    lineage, front = result.lineage(), result.value_front()
+    ranked = sorted(selection.scores, key=lambda text: (text != best, -selection.scores[text]))
     program = with_meta_instruction(student, own, best)
     program.picaco_result = result
-    program.score = selection.scores[best]
-    program.candidate_programs = [
-        {
-            "score": score,
-            "instruction": text,
-            "selected_on": selection.on,
-            "chosen": text == best,
-            "instructions": {name: compose(own[name], text) for name in targets},
-        }
-        for text, score in sorted(selection.scores.items(), key=lambda kv: -kv[1])
-    ]
+    program.score = scores.get(best)
+    program.candidate_programs = []
+    for text in ranked:
+        origin = lineage.get(text)
+        program.candidate_programs.append(
+            {
+                "program": program if text == best else with_meta_instruction(student, own, text),
+                "score": scores.get(text),
+                "score_source": source if text in scores else None,
+                "selection_score": selection.scores[text],
+                "selected_on": selection.on,
+                "chosen": text == best,
+                "instruction": text,
+                "instructions": {name: compose(own[name], text) for name in targets},
+                "conformity": front.scores.get(text),
+                "iteration": origin.iteration if origin else None,
+                "origin": origin.origin if origin else None,
+                "parent": origin.parent if origin else None,
+                "proposed_by": origin.proposed_by if origin else None,
+            }
+        )
     if log_dir is not None:
         program.save(str(Path(log_dir) / "program.json"))
     usage = result.usage
@@ -298,6 +322,23 @@ def _package(
         result.reused_results,
     )
     return program
+
+
+def metric_scale_scores(result: PICACOResult, metric: TotalCorrelationBound) -> tuple[dict[str, float], str]:
+    """Each final candidate's score in the metric's [0, 1] scale, and where it was measured.
+
+    On the valset: the mean score of its fresh responses (the metric maps ``r`` linearly, so this is the mean reward
+    mapped). When the selection ran on the pools (no valset, or the budget did not pay for it): the mean score of the
+    responses sampled under the instruction during the run; candidates nothing was sampled under have none.
+    """
+    selection = result.selection
+    if selection is not None and selection.on == "valset":
+        return {text: metric.normalise(r) for text, r in selection.scores.items()}, "valset"
+    totals: dict[str, tuple[float, int]] = {}
+    for record in result.iterations:
+        total, count = totals.get(record.sampled_under, (0.0, 0))
+        totals[record.sampled_under] = (total + record.mean_reward * record.new_responses, count + record.new_responses)
+    return {text: metric.normalise(t / n) for text, (t, n) in totals.items() if n}, "training samples"
 
 
 def _problem(
@@ -331,7 +372,7 @@ def _first_call_estimates(
     models: dict[str, str | None],
 ) -> dict[str, dict[str, float]]:
     """Tokens and cost of one call per role before any call was made, from prompt sizes and length caps."""
-    answer_lm = dict(student.named_predictors())[targets[-1]].lm or dspy.settings.lm
+    answer_lm = dict(all_predictors(student))[targets[-1]].lm or dspy.settings.lm
     response_tokens = int((getattr(answer_lm, "kwargs", None) or {}).get("max_tokens") or 1000)
     values = problem.values
     return estimate_calls(

@@ -94,7 +94,7 @@ def test_result_records_every_iteration_and_is_json(aligned):
     assert set(record.conformity) == {"Universalism", "Self-direction", "Hedonism", "Stimulation"}
     assert record.new_responses == 4 * SETTINGS["samples_per_prompt"]
     json.dumps(result.to_dict())
-    json.dumps(aligned.candidate_programs)
+    json.dumps([{k: v for k, v in c.items() if k != "program"} for c in aligned.candidate_programs])
     scores = [c["score"] for c in aligned.candidate_programs]
     assert scores == sorted(scores, reverse=True) and aligned.candidate_programs[0]["chosen"]
 

@@ -205,6 +205,7 @@ class OPRO(Teleprompter):
         program.score = best.score
         program.candidate_programs = [
             {
+                "program": program if s is best else with_meta_instruction(student, own, s.instruction),
                 "score": s.score,
                 "instruction": s.instruction,
                 "step": s.step,

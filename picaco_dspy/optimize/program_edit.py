@@ -28,12 +28,11 @@ def target_predictors(program: dspy.Module, names: Sequence[str] | None) -> list
     """
     if not isinstance(program, dspy.Module):
         raise ProgramError(f"PICACO aligns DSPy modules; got {type(program).__name__}.")
-    available = [name for name, _ in program.named_predictors()]
+    available = [name for name, _ in all_predictors(program)]
     if not available:
         raise ProgramError(
-            f"{type(program).__name__} has no predictors (named_predictors() is empty). Give it a dspy.Predict or "
-            "ChainOfThought attribute; a sub-module compiled by another optimiser hides its predictors "
-            "(_compiled=True)."
+            f"{type(program).__name__} has no predictors. Give it a dspy.Predict or ChainOfThought attribute (lists "
+            "and dicts of modules count too)."
         )
     if names is None:
         return available
@@ -47,9 +46,25 @@ def target_predictors(program: dspy.Module, names: Sequence[str] | None) -> list
     return [n for n in available if n in names]
 
 
+def all_predictors(program: dspy.Module) -> list[tuple[str, Any]]:
+    """``program.named_predictors()``, including those of sub-modules another optimiser compiled.
+
+    DSPy hides the predictors of a sub-module marked ``_compiled`` (optimisers treat it as frozen). PICACO's
+    meta-instruction has to reach every predictor that writes the answer, so it looks inside them too.
+    """
+    frozen = [m for _, m in program.named_sub_modules() if m is not program and getattr(m, "_compiled", False)]
+    for module in frozen:
+        module._compiled = False
+    try:
+        return list(program.named_predictors())
+    finally:
+        for module in frozen:
+            module._compiled = True
+
+
 def own_instructions(program: dspy.Module, names: Sequence[str]) -> dict[str, str]:
     """The predictors' current instructions (PICACO appends its meta-instruction to these)."""
-    predictors = dict(program.named_predictors())
+    predictors = dict(all_predictors(program))
     return {name: predictors[name].signature.instructions for name in names}
 
 
@@ -77,6 +92,7 @@ def with_meta_instruction(
     ``lm_overrides(lm)`` adds attributes to those copies (a run's retry and timeout settings).
     """
     copy = program.deepcopy()
+    _unfreeze_edited(copy, own)
     for name, predictor in copy.named_predictors():
         if name in own:
             predictor.signature = predictor.signature.with_instructions(compose(own[name], meta_instruction))
@@ -95,6 +111,21 @@ def with_meta_instruction(
                 overrides.update(lm_overrides(lm))
             predictor.lm = lm.copy(**overrides)
     return copy
+
+
+def _unfreeze_edited(program: dspy.Module, own: dict[str, str]) -> None:
+    """Clear ``_compiled`` on the sub-modules whose predictors get the meta-instruction, so that DSPy's
+    ``named_predictors()``, ``save()`` and ``load()`` see the edited instructions."""
+    for _, module in program.named_sub_modules():
+        if module is program or not getattr(module, "_compiled", False):
+            continue
+        module._compiled = False
+        if not any(id(p) in {id(q) for _, q in module.named_predictors()} for p in _targets(program, own)):
+            module._compiled = True
+
+
+def _targets(program: dspy.Module, own: dict[str, str]) -> list[Any]:
+    return [p for name, p in all_predictors(program) if name in own]
 
 
 def supports_request_seed(lm: dspy.BaseLM) -> bool:
@@ -120,11 +151,23 @@ def require_text_output(program: dspy.Module, predictor_name: str) -> None:
     Raises:
         ProgramError: every output field of that predictor is typed otherwise (int, bool, lists, ...).
     """
-    predictor = dict(program.named_predictors())[predictor_name]
-    fields = predictor.signature.output_fields
-    if not any(getattr(f, "annotation", str) in (str, None) for f in fields.values()):
-        typed = {name: getattr(f.annotation, "__name__", str(f.annotation)) for name, f in fields.items()}
-        raise ProgramError(
-            f"Predictor {predictor_name!r} has no text output field (outputs: {typed}): PICACO judges a written "
-            "response, so the answer-writing predictor needs a `str` output (e.g. 'query -> response')."
-        )
+    predictors = all_predictors(program)
+    if _writes_text(dict(predictors)[predictor_name]):
+        return
+    fields = dict(predictors)[predictor_name].signature.output_fields
+    typed = {name: getattr(f.annotation, "__name__", str(f.annotation)) for name, f in fields.items()}
+    writers = [name for name, p in predictors if _writes_text(p)]
+    choose = (
+        f"Predictors that write text: {writers}. Name the ones that shape the answer, the answer-writing one last, "
+        f"e.g. PICACO(..., predictor_names={writers!r})."
+        if writers
+        else "No predictor writes text; give the answer-writing one a `str` output ('query -> response')."
+    )
+    raise ProgramError(
+        f"Predictor {predictor_name!r} (the last one PICACO targets, which it takes as the answer writer) has no text "
+        f"output field (outputs: {typed}): PICACO judges a written response. {choose}"
+    )
+
+
+def _writes_text(predictor: Any) -> bool:
+    return any(getattr(f, "annotation", str) in (str, None) for f in predictor.signature.output_fields.values())

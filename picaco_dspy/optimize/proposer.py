@@ -43,6 +43,8 @@ class InstructionProposer(dspy.Module):
         max_instruction_chars: Longer proposals are cut.
     """
 
+    proposal_kind = "lm_proposal"  # how its candidates were made, in their lineage
+
     def __init__(
         self,
         lm: dspy.BaseLM | None = None,
@@ -151,6 +153,8 @@ class TemplateProposer:
     pooled responses neglect first, and vary by candidate. ``temperature`` is ignored; ``rollout_base`` seeds the
     variation, so runs are reproducible.
     """
+
+    proposal_kind = "template"  # how its candidates were made, in their lineage
 
     _OPENINGS = (
         "Make every response reflect all of the following values in what it actually says and suggests, "

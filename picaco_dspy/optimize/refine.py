@@ -59,8 +59,9 @@ def refine_instruction(
         num_candidates=settings.num_candidates,
         temperature=settings.proposal_temperature,
     )
-    texts = [current] + [p for p in dict.fromkeys(proposals) if p != current]
-    origins = ["current"] + ["proposed"] * (len(texts) - 1)
+    seeds = dict(reversed(proposals))  # a text proposed twice keeps its first proposal's seed
+    texts = [current] + [p for p in dict.fromkeys(text for text, _ in proposals) if p != current]
+    kind = getattr(session.proposer, "proposal_kind", type(session.proposer).__name__)
 
     order = np.random.default_rng([session.seed, iteration]).permutation(len(problem.pools)).tolist()
     size = max(1, settings.minibatch_size)
@@ -80,7 +81,19 @@ def refine_instruction(
             pruned = True
             break
     J = totals / max(weight, 1)
-    records = [CandidateRecord(t, float(J[k]), iteration, o) for k, (t, o) in enumerate(zip(texts, origins))]
+    records = [CandidateRecord(current, float(J[0]), iteration, "current")] + [
+        CandidateRecord(
+            text,
+            float(J[k]),
+            iteration,
+            "proposed",
+            parent=current,
+            proposed_by=kind,
+            temperature=settings.proposal_temperature,
+            proposal_seed=seeds[text],
+        )
+        for k, text in enumerate(texts[1:], start=1)
+    ]
     records.sort(key=lambda c: -c.J)  # stable: on a tie the current instruction (listed first) stays
     chosen = current if pruned else records[0].instruction
     gain = 0.0 if pruned else float(records[0].J - J[0])

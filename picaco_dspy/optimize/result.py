@@ -5,20 +5,40 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from picaco_dspy.optimize.pareto import ValueFront, value_front
+
+SCHEMA_VERSION = 1  # of PICACOResult.to_dict(); from_dict() reads this version and older files without one
 
 
 @dataclass
 class CandidateRecord:
-    """A candidate meta-instruction and its instruction score ``J(e)``."""
+    """A candidate meta-instruction, its instruction score ``J(e)`` and where it came from.
+
+    Attributes:
+        instruction: The meta-instruction.
+        J: Its ``J(e)`` on the iteration's pools.
+        iteration: The iteration that ranked it.
+        origin: ``"current"`` (the incumbent ``e^{t-1}``, kept from the previous iteration) or ``"proposed"``.
+        parent: For a proposal, the incumbent it was proposed from.
+        proposed_by: For a proposal, how it was written: ``"lm_proposal"`` (an LM proposer), ``"template"``
+            (:class:`~picaco_dspy.optimize.proposer.TemplateProposer`) or a custom proposer's class name.
+        temperature: For a proposal, the proposer's sampling temperature.
+        proposal_seed: For a proposal, the rollout seed it was proposed with (reruns reproduce it).
+    """
 
     instruction: str
     J: float
     iteration: int
-    origin: str  # "seed", "current" (kept from the previous iteration) or "proposed"
+    origin: str
+    parent: str | None = None
+    proposed_by: str | None = None
+    temperature: float | None = None
+    proposal_seed: int | None = None
 
 
 @dataclass
@@ -147,9 +167,77 @@ class PICACOResult:
     reused_results: int = 0
     executed_jobs: int = 0
     retries: dict[str, int] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready data (with ``schema_version``); :meth:`from_dict` reads it back."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PICACOResult:
+        """Rebuild a result from :meth:`to_dict`'s data (a ``run.json``).
+
+        Raises:
+            ValueError: the data was written by a newer schema version, or is not a PICACO result.
+        """
+        if not isinstance(data, Mapping) or "seed_instruction" not in data:
+            raise ValueError("Not a PICACO result: expected the JSON that PICACOResult.to_dict() / run.json hold.")
+        version = int(data.get("schema_version", 0))
+        if version > SCHEMA_VERSION:
+            raise ValueError(
+                f"This result has schema version {version}; this picaco-dspy reads up to {SCHEMA_VERSION}: "
+                "upgrade picaco-dspy."
+            )
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs["iterations"] = [
+            IterationRecord(**{**it, "candidates": [CandidateRecord(**c) for c in it.get("candidates", [])]})
+            for it in data.get("iterations", [])
+        ]
+        if data.get("selection") is not None:
+            kwargs["selection"] = SelectionRecord(**data["selection"])
+        kwargs["schema_version"] = SCHEMA_VERSION
+        return cls(**kwargs)
+
+    @classmethod
+    def load(cls, path: str | Path) -> PICACOResult:
+        """Read a result written by :meth:`save` (e.g. ``<log_dir>/run.json``)."""
+        with open(path, encoding="utf-8") as handle:
+            return cls.from_dict(json.load(handle))
+
+    def lineage(self) -> dict[str, CandidateRecord]:
+        """Where every instruction of the run came from: its first record (the seed has ``origin="seed"``).
+
+        A proposal's record names its ``parent`` (the incumbent it was proposed from), the iteration, how it was
+        written (``proposed_by``), the proposer's temperature and the proposal's seed.
+        """
+        seed_J = self.seed_J if self.seed_J is not None else float("nan")
+        seed = CandidateRecord(self.seed_instruction, seed_J, 0, "seed")
+        first = {self.seed_instruction: seed}
+        for record in self.iterations:
+            for candidate in record.candidates:
+                first.setdefault(candidate.instruction, candidate)
+        return first
+
+    def ancestry(self, instruction: str) -> list[str]:
+        """The chain of instructions from the seed to ``instruction`` (parents first, ``instruction`` last)."""
+        lineage, chain = self.lineage(), [instruction]
+        while (parent := lineage[chain[-1]].parent if chain[-1] in lineage else None) is not None:
+            if parent in chain:
+                break
+            chain.append(parent)
+        return chain[::-1]
+
+    def value_front(self) -> ValueFront:
+        """The per-value Pareto front over the final candidates: on the valset's per-value conformity when the
+        selection ran there, else on the conformity of the responses sampled under each instruction during the run
+        (instructions nothing was sampled under are left out)."""
+        names = [v["name"] for v in self.values.get("values", [])]
+        if self.selection is not None and self.selection.on == "valset":
+            return value_front("valset", self.selection.conformity, names)
+        finalists = list(self.selection.scores) if self.selection is not None else []
+        sampled = {r.sampled_under: r.conformity for r in self.iterations}
+        return value_front("training samples", {t: sampled[t] for t in finalists if t in sampled}, names)
 
     def checkpoint(self, log_dir: str | Path | None, pools: Sequence[Any] = ()) -> None:
         """Write ``run.json`` and ``pools.json`` (each pool's ``to_dict()``) to ``log_dir`` (None: nothing)."""

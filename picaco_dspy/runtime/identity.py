@@ -16,6 +16,7 @@ import dspy
 from picaco_dspy.errors import ConfigurationError
 from picaco_dspy.objective.bound import TotalCorrelationBound
 from picaco_dspy.objective.screening import SCREEN_VERSION
+from picaco_dspy.optimize.program_edit import all_predictors
 from picaco_dspy.runtime.usage import price_per_token
 from picaco_dspy.runtime.work_board import job_key
 
@@ -109,7 +110,7 @@ def model_names(
         lm = lm or dspy.settings.lm
         return getattr(lm, "model", None) if lm is not None else None
 
-    predictors = dict(student.named_predictors())
+    predictors = dict(all_predictors(student))
     models = {f"target:{t}": name(getattr(predictors[t], "lm", None)) for t in targets}
     models["judge"] = name(metric.judge.lm)
     models["proposer"] = None if proposer_lm is False else name(proposer_lm)

@@ -231,8 +231,12 @@ class RunSession:
         pooled: Sequence[tuple[str, Any]],
         num_candidates: int,
         temperature: float,
-    ) -> tuple[list[str], list[str]]:
-        """``num_candidates`` proposals, one stored job each; returns ``(proposals, failures)``."""
+    ) -> tuple[list[tuple[str, int]], list[str]]:
+        """``num_candidates`` proposals, one stored job each.
+
+        Returns:
+            ``(proposals, failures)``: each proposal with the rollout seed it was proposed with (its lineage).
+        """
         base = rollout_id(self.seed, iteration)
 
         def propose_one(index: int) -> dict[str, list[str]]:
@@ -251,14 +255,14 @@ class RunSession:
         context = job_key(iteration, current, history, [(p, it.response, it.reward) for p, it in pooled], temperature)
         jobs = {job_key(context, base + index): index for index in range(num_candidates)}
         outcomes = self.board.run("proposal", jobs, propose_one, role="proposer", describe="proposing")
-        proposals: list[str] = []
+        proposals: list[tuple[str, int]] = []
         failures: list[str] = []
         for key, index in jobs.items():
             outcome = outcomes[key]
             if isinstance(outcome, JobFailed):
                 failures.append(f"proposal {index}: {outcome}")
             else:
-                proposals += outcome["proposals"]
+                proposals += [(text, base + index) for text in outcome["proposals"]]
                 failures += [f"proposal {index}: {f.split(': ', 1)[-1]}" for f in outcome["failures"]]
         return proposals, failures
 
