@@ -142,7 +142,8 @@ class WrapsACompiledModule(dspy.Module):
 def test_programs_with_compiled_sub_modules_are_aligned_and_save_their_instruction(
     scripted_metric, scripted_lm, tmp_path
 ):
-    demos = [dspy.Example(query=ex.query, response="Rest, then see a friend.").with_inputs("query") for ex in prompts(2)]
+    answer = "Rest, then see a friend."
+    demos = [dspy.Example(query=ex.query, response=answer).with_inputs("query") for ex in prompts(2)]
     few_shot = dspy.BootstrapFewShot(metric=None, max_bootstrapped_demos=1, max_labeled_demos=2)
     with dspy.context(lm=scripted_lm):
         inner = few_shot.compile(Assistant(), trainset=demos)
