@@ -11,6 +11,7 @@ Library code logs through ``logging.getLogger(__name__)`` and adds no handlers; 
 
 from importlib.metadata import PackageNotFoundError, version
 
+from picaco_dspy.composition import KeepValueInstruction
 from picaco_dspy.errors import ConfigurationError, PicacoError
 from picaco_dspy.evaluation.evaluate import evaluate_program
 from picaco_dspy.models.adapters import PlainTextAdapter
@@ -37,6 +38,7 @@ __all__ = [
     "PICACO",
     "ConfigurationError",
     "InstructionProposer",
+    "KeepValueInstruction",
     "PICACOResult",
     "PICACOSettings",
     "PicacoError",

@@ -49,6 +49,9 @@ class PICACOSettings:
     noisy_samples_per_prompt: int | None = _setting(
         None, "bare responses sampled per prompt (default 2 x M2)", "--noisy-samples"
     )
+    teacher_samples_per_prompt: int = _setting(
+        1, "responses per prompt per iteration from the teacher program, when compile() is given one"
+    )
     response_temperature: float = _setting(1.0, "sampling temperature of the target program", "--response-temperature")
     proposal_temperature: float | None = _setting(
         None, "sampling temperature of the proposer (default 1.0)", "--proposal-temperature"
@@ -138,6 +141,7 @@ class PICACOSettings:
         ):
             raise ConfigurationError(f"predictor_names must be a list of names, got {self.predictor_names!r}.")
         resolve_storage_url(self.storage)  # a malformed URL or a missing driver is named now, not after paid calls
+        require_int("teacher_samples_per_prompt", self.teacher_samples_per_prompt, 0, MAX_SAMPLES)
         m2 = self.schedule().noisy_pool_size
         require_int("noisy_samples_per_prompt", self.noisy_samples, m2, MAX_SAMPLES)
 

@@ -14,11 +14,11 @@ import pytest
 import picaco_dspy
 
 ROOT = Path(__file__).resolve().parents[1]
-SUBPACKAGES = ["objective", "optimize", "runtime", "models", "evaluation", "baselines", "prompts", "cli"]
+SUBPACKAGES = ["objective", "optimize", "runtime", "observe", "models", "evaluation", "baselines", "prompts", "cli"]
 
 
 def test_public_api_is_small_and_every_name_resolves():
-    assert len(picaco_dspy.__all__) <= 20
+    assert len(picaco_dspy.__all__) <= 21
     for name in picaco_dspy.__all__:
         assert getattr(picaco_dspy, name) is not None
     for sub in SUBPACKAGES:

@@ -10,7 +10,7 @@ from picaco_dspy import PICACO, ConfigurationError, PICACOSettings
 from picaco_dspy.cli import build_parser
 from picaco_dspy.cli.settings import CompileSettings
 
-OBJECTS = {"metric", "prompt_model", "proposer", "retry_policy", "run_spec"}
+OBJECTS = {"metric", "prompt_model", "proposer", "retry_policy", "run_spec", "callbacks"}
 
 
 def test_constructor_arguments_are_exactly_the_settings_plus_the_objects():

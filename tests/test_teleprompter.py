@@ -178,8 +178,8 @@ def test_log_dir_holds_the_run_the_pools_and_the_program(scripted_metric, script
 
 def test_bad_arguments_are_refused_with_the_fix(scripted_metric, scripted_lm, liberalism):
     optimizer = PICACO(metric=scripted_metric, prompt_model=scripted_lm, progress=False)
-    with pytest.raises(ConfigurationError, match="teacher"):
-        optimizer.compile(Assistant(), trainset=prompts(2), teacher=Assistant())
+    with pytest.raises(ConfigurationError, match="teacher must be a DSPy program"):
+        optimizer.compile(Assistant(), trainset=prompts(2), teacher="gpt-4o")
     with pytest.raises(ConfigurationError, match="empty"):
         optimizer.compile(Assistant(), trainset=[])
     with pytest.raises(ConfigurationError, match="with_inputs"):

@@ -122,10 +122,13 @@ def estimate_calls(
     return estimates
 
 
-def iteration_cost(n_prompts: int, settings: StepSettings, judge_calls_per_response: int) -> dict[str, int]:
-    """Calls per role of one iteration: its samples, each judged, and its proposals."""
+def iteration_cost(
+    n_prompts: int, settings: StepSettings, judge_calls_per_response: int, teacher_samples: int = 0
+) -> dict[str, int]:
+    """Calls per role of one iteration: its samples (the student's and the teacher's, both counted as ``target``),
+    each judged, and its proposals."""
     return phase_cost(
-        rollouts=n_prompts * settings.samples_per_prompt,
+        rollouts=n_prompts * (settings.samples_per_prompt + teacher_samples),
         judge_calls_per_response=judge_calls_per_response,
         proposals=settings.num_candidates,
     )

@@ -29,6 +29,9 @@ class Enhancement:
         mean_reward: Mean ``r`` of the new responses.
         conformity: Per value, mean 1-5 conformity of the new responses.
         aligned_pool_mean_reward: Mean ``r`` over the aligned pools (top ``M1`` each) after the update.
+        teacher_responses: Responses of the teacher program judged this step (not in ``new_responses``,
+            ``mean_reward`` or ``conformity``, which describe the student under ``sampled_under``).
+        teacher_mean_reward: Their mean ``r`` (None without a teacher).
     """
 
     sampled_under: str
@@ -37,6 +40,8 @@ class Enhancement:
     mean_reward: float
     conformity: dict[str, float]
     aligned_pool_mean_reward: float
+    teacher_responses: int = 0
+    teacher_mean_reward: float | None = None
 
 
 def build_noisy_pool(problem: AlignmentProblem, session: RunSession) -> dict[str, Any]:
@@ -93,25 +98,31 @@ def build_noisy_pool(problem: AlignmentProblem, session: RunSession) -> dict[str
 def enhance_responses(
     problem: AlignmentProblem, session: RunSession, iteration: int, instruction: str, settings: StepSettings
 ) -> Enhancement:
-    """Sample new responses under ``instruction``, judge them and merge them into the aligned pools."""
-    rollouts = session.sample(
-        instruction,
-        iteration=iteration,
-        samples=settings.samples_per_prompt,
-        inputs=[pool.inputs for pool in problem.pools],
-    )
-    ok = [r for r in rollouts if not isinstance(r.response, Exception)]
+    """Sample new responses under ``instruction`` (from the student, and from the teacher when the run has one), judge
+    them and merge them into the aligned pools."""
+    inputs = [pool.inputs for pool in problem.pools]
+    rollouts = [
+        ("student", r)
+        for r in session.sample(instruction, iteration=iteration, samples=settings.samples_per_prompt, inputs=inputs)
+    ]
+    if problem.teacher_samples:
+        teacher = session.sample(
+            instruction, iteration=iteration, samples=problem.teacher_samples, inputs=inputs, teacher=True
+        )
+        rollouts += [("teacher", r) for r in teacher]
+    ok = [(source, r) for source, r in rollouts if not isinstance(r.response, Exception)]
     failed = len(rollouts) - len(ok)
-    scored = session.judge([(problem.pools[r.prompt_index].prompt, str(r.response)) for r in ok])
+    scored = session.judge([(problem.pools[r.prompt_index].prompt, str(r.response)) for _, r in ok])
     new: dict[int, list[PooledResponse]] = {}
     fresh: list[ResponseScore] = []
-    for rollout, score in zip(ok, scored):
+    from_teacher: list[ResponseScore] = []
+    for (source, rollout), score in zip(ok, scored):
         if isinstance(score, Exception):
             failed += 1
             continue
-        fresh.append(score)
+        (from_teacher if source == "teacher" else fresh).append(score)
         new.setdefault(rollout.prompt_index, []).append(
-            PooledResponse(str(rollout.response), score, iteration, rollout.rollout_id, instruction)
+            PooledResponse(str(rollout.response), score, iteration, rollout.rollout_id, instruction, source)
         )
     if not fresh:
         raise PicacoError(f"Iteration {iteration}: every rollout or judgement failed; see the log.")
@@ -125,4 +136,6 @@ def enhance_responses(
         mean_reward=float(np.mean([s.reward for s in fresh])),
         conformity=mean_conformity(fresh, problem.values.names),
         aligned_pool_mean_reward=float(np.mean(aligned)),
+        teacher_responses=len(from_teacher),
+        teacher_mean_reward=float(np.mean([s.reward for s in from_teacher])) if from_teacher else None,
     )

@@ -11,6 +11,7 @@ import logging
 import time
 
 from picaco_dspy.errors import ConfigurationError
+from picaco_dspy.observe.callbacks import PICACOCallback
 from picaco_dspy.optimize.budget import BudgetGuard, iteration_cost, phase_cost
 from picaco_dspy.optimize.enhance import build_noisy_pool, enhance_responses
 from picaco_dspy.optimize.problem import AlignmentProblem
@@ -31,11 +32,14 @@ def run_picaco(
     result: PICACOResult,
     *,
     log_dir: str | None = None,
+    callbacks: PICACOCallback | None = None,
 ) -> str:
     """Run PICACO to the end (or the budget, or an early stop) and return the selected meta-instruction.
 
-    ``result`` is filled in as the run goes and written to ``log_dir`` after every phase.
+    ``result`` is filled in as the run goes and written to ``log_dir`` after every phase; ``callbacks`` hear of the
+    noisy pool and of every iteration.
     """
+    callbacks = callbacks or PICACOCallback()
     started = time.monotonic()
     schedule, n, per_response = problem.schedule, len(problem.pools), problem.judge_calls_per_response
 
@@ -62,7 +66,8 @@ def run_picaco(
         judged=n * schedule.noisy_pool_size,  # only the M2 kept per prompt are judged
         judge_calls_per_response=per_response,
     )
-    first = noisy_cost if schedule.noisy_pool_size else iteration_cost(n, policy.settings(1), per_response)
+    teacher = problem.teacher_samples
+    first = noisy_cost if schedule.noisy_pool_size else iteration_cost(n, policy.settings(1), per_response, teacher)
     if not guard.allows(first, "noisy-pool" if schedule.noisy_pool_size else "start"):  # before any call: projected
         raise ConfigurationError(  # from prompt sizes and length caps, so nothing is paid yet
             f"The budget does not pay for the first phase ({sum(first.values())} calls expected; "
@@ -71,11 +76,12 @@ def run_picaco(
     if schedule.noisy_pool_size:
         result.noisy_pool = build_noisy_pool(problem, session)
         checkpoint()
+        callbacks.on_noisy_pool_built({"noisy_pool": result.noisy_pool, "result": result})
 
     current, history = problem.seed_instruction, list[tuple[str, float]]()
     for iteration in range(1, schedule.max_iterations + 1):
         settings = policy.settings(iteration)
-        if not guard.allows(iteration_cost(n, settings, per_response), f"iteration-{iteration}"):
+        if not guard.allows(iteration_cost(n, settings, per_response, teacher), f"iteration-{iteration}"):
             break  # the best program so far is selected and returned, marked budget_stopped
         enhancement = enhance_responses(problem, session, iteration, current, settings)
         refinement = refine_instruction(problem, session, policy, iteration, current, history, settings)
@@ -104,6 +110,7 @@ def run_picaco(
             ", ".join(f"{v} {c:.2f}" for v, c in record.conformity.items()),
         )
         checkpoint()
+        callbacks.on_iteration_end({"iteration": iteration, "record": record, "result": result})
         if policy.stalled([(r.gain, r.pruned) for r in result.iterations]):
             result.stop_reason = (
                 f"early stop: {schedule.patience} iterations in a row gained less than {schedule.min_improvement}"

@@ -27,6 +27,7 @@ class PooledResponse:
         iteration: Iteration of origin (0 = the bare program's responses for the noisy pool).
         rollout_id: The rollout id it was sampled with.
         instruction: The meta-instruction it was sampled under ("" for the bare program).
+        source: ``"student"`` (the program being compiled) or ``"teacher"`` (the teacher program of ``compile``).
     """
 
     response: str
@@ -34,6 +35,7 @@ class PooledResponse:
     iteration: int
     rollout_id: int
     instruction: str = ""
+    source: str = "student"
 
     @property
     def reward(self) -> float:
@@ -45,6 +47,7 @@ class PooledResponse:
             "iteration": self.iteration,
             "rollout_id": self.rollout_id,
             "instruction": self.instruction,
+            "source": self.source,
             **self.score.to_dict(),
         }
 
@@ -52,7 +55,12 @@ class PooledResponse:
     def from_dict(cls, data: dict[str, Any]) -> PooledResponse:
         score = ResponseScore.from_dict(data)
         return cls(
-            data["response"], score, int(data["iteration"]), int(data["rollout_id"]), data.get("instruction", "")
+            data["response"],
+            score,
+            int(data["iteration"]),
+            int(data["rollout_id"]),
+            data.get("instruction", ""),
+            data.get("source", "student"),
         )
 
 
@@ -83,7 +91,7 @@ class PromptPool:
         """
         candidates = list(candidates)
         merged = _dedupe([*self.aligned, *candidates])
-        merged.sort(key=lambda p: (-p.reward, p.iteration, p.rollout_id, p.response))
+        merged.sort(key=lambda p: (-p.reward, p.iteration, p.rollout_id, p.source, p.response))
         self.aligned = merged[:capacity]
         kept = {id(p) for p in self.aligned}
         return sum(1 for c in candidates if id(c) in kept)
@@ -120,7 +128,7 @@ class PromptPool:
 
 
 def _dedupe(responses: Sequence[PooledResponse]) -> list[PooledResponse]:
-    ordered = sorted(responses, key=lambda p: (p.iteration, p.rollout_id))
+    ordered = sorted(responses, key=lambda p: (p.iteration, p.rollout_id, p.source))
     seen: dict[str, PooledResponse] = {}
     for p in ordered:
         seen.setdefault(p.response.strip(), p)

@@ -30,6 +30,7 @@ class AlignmentProblem:
         final_candidates: Instructions that compete in the final selection (plus the seed).
         val_inputs: The valset's inputs (None: select on the pools).
         val_prompts: The valset's prompts ``x``.
+        teacher_samples: Responses per prompt per iteration from the teacher program (0: no teacher).
     """
 
     metric: TotalCorrelationBound
@@ -41,6 +42,7 @@ class AlignmentProblem:
     final_candidates: int
     val_inputs: list[dict[str, Any]] | None = None
     val_prompts: list[str] | None = None
+    teacher_samples: int = 0
 
     @property
     def values(self) -> ValueSet:

@@ -64,6 +64,8 @@ class IterationRecord:
         gain: ``J(e_chosen) - J(e_current)`` on the step's pools (what Optuna maximises).
         pruned: Optuna pruned the step: its candidates were not adopted.
         ranked_prompts: Prompts the candidates were ranked on before the step ended.
+        teacher_responses: Responses of the teacher program judged this iteration (0 without a teacher).
+        teacher_mean_reward: Their mean ``r``.
     """
 
     iteration: int
@@ -83,6 +85,8 @@ class IterationRecord:
     gain: float = 0.0
     pruned: bool = False
     ranked_prompts: int = 0
+    teacher_responses: int = 0
+    teacher_mean_reward: float | None = None
 
     @classmethod
     def from_phases(
@@ -115,6 +119,8 @@ class IterationRecord:
             gain=refinement.gain,
             pruned=refinement.pruned,
             ranked_prompts=refinement.ranked_prompts,
+            teacher_responses=enhancement.teacher_responses,
+            teacher_mean_reward=enhancement.teacher_mean_reward,
         )
 
 

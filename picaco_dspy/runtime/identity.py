@@ -76,6 +76,11 @@ def run_identity(
             "defence": SCREEN_VERSION if metric.judge.hardened else "off",
         },
     }
+    teacher = (  # only runs with a teacher have these, so the fingerprints of other runs stay as they were
+        (settings["teacher_samples_per_prompt"], settings["teacher_instructions"])
+        if "teacher_instructions" in settings
+        else ()
+    )
     fingerprint = job_key(
         "picaco-run",
         metric.values.to_dict(),
@@ -88,6 +93,7 @@ def run_identity(
         objective,
         models,
         proposer_kind,
+        *teacher,
     )
     return RunIdentity(
         name=run_name or f"picaco-{fingerprint[:16]}",

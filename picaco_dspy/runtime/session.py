@@ -19,6 +19,7 @@ from typing import Any
 import dspy
 
 from picaco_dspy.objective.bound import PoolItem, ResponseScore, TotalCorrelationBound
+from picaco_dspy.optimize.program_edit import own_instructions as own_instructions_of
 from picaco_dspy.optimize.program_edit import with_meta_instruction
 from picaco_dspy.optimize.schedule import Schedule
 from picaco_dspy.optimize.steering import ScheduleSteering
@@ -76,6 +77,8 @@ class RunSession:
         retry_policy: Retries of transient provider failures (the only retry layer: DSPy's own are off).
         request_timeout: Seconds a remote LM request may take (None: the provider's default).
         run_spec: JSON-ready description stored with a new run (the CLI's arguments, for ``picaco worker``).
+        teacher: The teacher program of ``compile`` (None: none); it samples responses for the aligned pools under
+            the same meta-instruction, applied to its own copies of the target predictors.
     """
 
     def __init__(
@@ -97,10 +100,13 @@ class RunSession:
         retry_policy: RetryPolicy,
         request_timeout: float | None = None,
         run_spec: dict[str, Any] | None = None,
+        teacher: dspy.Module | None = None,
     ) -> None:
         self.identity = identity
         self.student = student
         self.own = own_instructions
+        self.teacher = teacher
+        self.teacher_own = own_instructions_of(teacher, list(own_instructions)) if teacher is not None else {}
         self.request_timeout = request_timeout
         # PICACO's retry policy is the only retry layer, and remote requests time out (see provider_calls)
         self.metric = copy.copy(metric)
@@ -170,15 +176,25 @@ class RunSession:
 
     # ------------------------------------------------------------------ paid work
     def sample(
-        self, instruction: str | None, *, iteration: int, samples: int, inputs: Sequence[dict[str, Any]]
+        self,
+        instruction: str | None,
+        *,
+        iteration: int,
+        samples: int,
+        inputs: Sequence[dict[str, Any]],
+        teacher: bool = False,
     ) -> list[Rollout]:
-        """Run the program ``samples`` times per input under ``instruction`` (None: the program as given, bare)."""
-        own = self.own if instruction is not None else {}
+        """Run the program ``samples`` times per input under ``instruction`` (None: the program as given, bare);
+        with ``teacher``, the teacher program instead (its calls count as the ``target`` role)."""
+        program = self.teacher if teacher else self.student
+        if program is None:
+            raise ValueError("This run has no teacher program.")
+        own = (self.teacher_own if teacher else self.own) if instruction is not None else {}
         ids = [rollout_id(self.seed, iteration, j) for j in range(samples)]
 
         def build(rid: int, overrides: Callable[[dspy.BaseLM], dict[str, Any]]) -> dspy.Module:
             return with_meta_instruction(
-                self.student,
+                program,
                 own,
                 instruction or "",
                 rollout_id=rid,
@@ -193,8 +209,9 @@ class RunSession:
             program = build(ids[j], self._uncached_lm_overrides) if is_retry() else programs[j]
             return run_program(program, inputs[i], self.metric.response_field)
 
+        tag = ("teacher",) if teacher else ()  # the student's keys are those of runs before teachers existed
         jobs = {
-            job_key(instruction, sorted(inputs[i].items()), ids[j], self.response_temperature): (i, j)
+            job_key(instruction, sorted(inputs[i].items()), ids[j], self.response_temperature, *tag): (i, j)
             for i in range(len(inputs))
             for j in range(samples)
         }
