@@ -179,3 +179,19 @@ def test_a_program_whose_last_predictor_writes_no_text_gets_told_which_do(script
     with pytest.raises(ProgramError, match=r"Predictors that write text: \['respond'\].*predictor_names=\['respond'\]"):
         compile_program(ClassifyThenTag(), scripted_metric, scripted_lm)
     require_text_output(ClassifyThenTag(), "respond")  # the choice the message suggests passes the check
+
+
+def test_the_report_shows_the_front_and_the_lineage_of_the_final_candidates(aligned):
+    from picaco_dspy.evaluation.report import markdown_report
+
+    result = aligned.picaco_result
+    report = markdown_report(result)
+    section = report.split("## Final candidates")[1].split("## Cost")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| C")]
+    assert len(rows) == len(result.selection.scores)
+    chosen = [row for row in rows if "| yes | iteration" in row or row.split("|")[-3].strip() == "yes"]
+    assert len(chosen) == 1 and "| yes |" in chosen[0]  # the chosen one is on the front in this world
+    front = result.value_front()
+    assert section.count("*") >= len(front.best_per_value)
+    seedless = [row for row in rows if "lm_proposal" in row]
+    assert all(", from C" in row or "from an earlier instruction" in row for row in seedless)

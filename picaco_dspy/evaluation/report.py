@@ -90,6 +90,7 @@ def markdown_report(result: PICACOResult, *, chart: str | None = None) -> str:
     ]
     for record in result.iterations:
         lines += [f"Iteration {record.iteration} (J = {record.J:.4f}):", "", _quote(record.instruction), ""]
+    lines += _candidates_section(result, names)
     lines += ["## Cost", "", "| role | calls | input tokens | output tokens |", "|---|---|---|---|"]
     for role, usage in result.usage.items():
         lines.append(f"| {role} | {usage['calls']} | {usage['input_tokens']} | {usage['output_tokens']} |")
@@ -100,6 +101,46 @@ def markdown_report(result: PICACOResult, *, chart: str | None = None) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _candidates_section(result: PICACOResult, names: list[str]) -> list[str]:
+    """The final candidates: per-value conformity, the Pareto front over the values, and where each came from."""
+    if result.selection is None:
+        return []
+    front, lineage = result.value_front(), result.lineage()
+    finalists = sorted(result.selection.scores, key=lambda t: -result.selection.scores[t])  # type: ignore[union-attr]
+    label = {text: f"C{k + 1}" for k, text in enumerate(finalists)}
+    lines = [
+        "## Final candidates",
+        "",
+        f"Per-value conformity (1-5) from the {front.source}; * marks the best candidate for a value, "
+        "front = not beaten on every value by another candidate. Lineage: iteration, how it was made, parent.",
+        "",
+        "| candidate | " + " | ".join(names) + " | front | chosen | lineage |",
+        "|---|" + "---|" * (len(names) + 3),
+    ]
+    for text in finalists:
+        scores = front.scores.get(text)
+        cells = [
+            (f"{scores[n]:.2f}" + ("*" if text in front.best_per_value.get(n, []) else "")) if scores else "-"
+            for n in names
+        ]
+        origin = lineage.get(text)
+        where = "-"
+        if origin is not None:
+            where = f"iteration {origin.iteration}, {origin.proposed_by or origin.origin}"
+            if origin.parent is not None:
+                where += f", from {label.get(origin.parent, 'an earlier instruction')}"
+        lines.append(
+            f"| {label[text]} | "
+            + " | ".join(cells)
+            + f" | {'yes' if text in front.non_dominated else ('-' if not scores else 'no')}"
+            + f" | {'yes' if text == result.final_instruction else ''} | {where} |"
+        )
+    lines.append("")
+    for text in finalists:
+        lines += [f"{label[text]}:", "", _quote(text), ""]
+    return lines
 
 
 def _quote(text: str) -> str:
