@@ -50,6 +50,29 @@ def test_copro_after_picaco_keeps_the_meta_instruction_when_wrapped(scripted_met
     assert meta in kept.respond.signature.instructions
 
 
+def test_miprov2_after_picaco_keeps_the_meta_instruction_when_wrapped(scripted_metric, scripted_lm):
+    aligned = compile_program(Assistant(), scripted_metric, scripted_lm, num_iterations=2)
+    meta = aligned.picaco_result.final_instruction
+    mipro = dspy.MIPROv2(
+        metric=scripted_metric,  # PICACO's metric: the search itself is value-aware
+        prompt_model=scripted_lm,
+        task_model=scripted_lm,
+        auto=None,
+        num_candidates=2,
+        max_bootstrapped_demos=0,
+        max_labeled_demos=0,
+        num_threads=1,
+        verbose=False,
+    )
+    with dspy.context(lm=scripted_lm):
+        tuned = KeepValueInstruction(mipro).compile(
+            aligned, trainset=prompts(4, offset=200), valset=prompts(3, offset=300), num_trials=2, minibatch=False
+        )
+    assert meta in tuned.respond.signature.instructions
+    for candidate in tuned.candidate_programs:
+        assert meta in candidate["program"].respond.signature.instructions
+
+
 class RewritesInstructions(dspy.teleprompt.Teleprompter):
     """What an instruction optimiser may do: replace every instruction with its own proposal."""
 
