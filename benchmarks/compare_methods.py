@@ -2,7 +2,9 @@
 
 Every method (Q, Q+IF, URIAL, OPRO, COPRO, MIPROv2, GEPA, PICACO) aligns the same program with the same target,
 judge and proposer models and the same optimisation prompts, under one budget of LM calls; each resulting program is
-then judged on the same held-out prompts by the evaluation judge. Run from the repository root:
+then judged on the same held-out prompts by the evaluation judge. Each method optimises, and each program is
+evaluated, with an empty LM cache of its own (``fresh_lm_cache``; PICACO also in a private run storage), so no
+method gets answers another method, or an earlier run, already paid for. Run from the repository root:
 
     python -m benchmarks.compare_methods --values liberalism-4 --budget 300 --out runs/compare
 
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import dspy
 
-from picaco_dspy.baselines.harness import METHODS, MethodContext, run_method
+from picaco_dspy.baselines.harness import METHODS, MethodContext, fresh_lm_cache, run_method
 from picaco_dspy.evaluation.evaluate import evaluate_program
 from picaco_dspy.evaluation.robustness import jailbreak_check
 from picaco_dspy.models.from_spec import make_metric, make_target
@@ -31,6 +33,10 @@ from picaco_dspy.programs.assistant import Assistant
 from picaco_dspy.prompts.loading import load_prompt_file, prompts_for_values, to_examples
 
 SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+FAIRNESS_NOTE = (
+    "Each method ran with its own empty LM cache (PICACO also with its own run storage); calls are what each method "
+    "paid, as if it ran alone. Each program's held-out evaluation ran with an empty cache of its own too."
+)
 
 
 def main() -> None:
@@ -102,13 +108,13 @@ def main() -> None:
         }
         if run.program is not None:
             started = time.monotonic()
-            with dspy.context(lm=target, adapter=adapter):
+            with fresh_lm_cache(), dspy.context(lm=target, adapter=adapter):
                 evaluation = evaluate_program(
                     run.program, test, eval_metric, label=run.method, num_threads=args.threads, progress=False
                 )
             row.update(evaluation=evaluation.to_dict(), evaluation_seconds=round(time.monotonic() - started, 1))
             if harmful:
-                with dspy.context(lm=target, adapter=adapter):
+                with fresh_lm_cache(), dspy.context(lm=target, adapter=adapter):
                     report = jailbreak_check(
                         run.program, harmful, judge_lm=eval_metric.judge.lm, num_threads=args.threads, progress=False
                     )
@@ -165,6 +171,7 @@ def write_outputs(args: argparse.Namespace, values: ValueSet, rows: list[dict]) 
             + " | ".join([row["method"], *cells, calls, str(tokens), f"{row['optimisation_seconds']:.0f}", note])
             + " |"
         )
+    lines += ["", FAIRNESS_NOTE]
     (args.out / "compare.md").write_text("\n".join(lines) + "\n")
     (args.out / "compare.json").write_text(json.dumps(rows, indent=2, default=str))
     plot(rows, args.out / "calls_vs_conformity.png")

@@ -6,18 +6,24 @@ Methods: ``Q`` (program as given), ``Q+IF`` (plain value instruction), ``URIAL``
 and tokens are counted per role as the engines serve them; the DSPy optimisers are also stopped by the budget
 (further calls raise :class:`BudgetExhausted`, which they treat as failed evaluations), and their best program so far
 is kept. OPRO and PICACO stop themselves before a step that would not fit the budget.
+
+Every method runs in :func:`fresh_lm_cache`: an empty, memory-only ``dspy.cache`` of its own (and PICACO in a private
+temporary run storage), so it pays for every LM call it makes, whatever ran before it in the same process and
+whatever earlier runs left in DSPy's disk cache.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import dspy
+from dspy.clients.cache import Cache
 
 from picaco_dspy.baselines.fixed import bare_program, urial_program, value_instruction_program
 from picaco_dspy.baselines.opro import OPRO
@@ -74,8 +80,36 @@ class MethodContext:
     picaco_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
+@contextlib.contextmanager
+def fresh_lm_cache() -> Iterator[Cache]:
+    """Route every DSPy LM call in the block through a new, empty, memory-only cache; restore the previous one after.
+
+    No answer paid for before the block (by another method, or stored on disk by an earlier run) is served inside
+    it, and no answer paid for inside it outlives it. Identical requests within the block are still served from
+    memory, as in any standalone DSPy run that starts with an empty cache. The swap is process-wide (DSPy's worker
+    threads see it too), so run one block at a time.
+
+    Yields:
+        The cache DSPy uses inside the block.
+    """
+    had_cache = "cache" in vars(dspy)  # dspy builds its default cache lazily, on first read
+    previous = vars(dspy).get("cache")
+    isolated = Cache(enable_disk_cache=False, enable_memory_cache=True, disk_cache_dir=None)
+    dspy.cache = isolated
+    try:
+        yield isolated
+    finally:
+        if had_cache:
+            dspy.cache = previous
+        else:
+            del dspy.cache  # back to DSPy's lazy default
+
+
 def run_method(name: str, context: MethodContext) -> MethodRun:
     """Run one method on ``context``; a failure is reported in the result, not raised (other methods go on).
+
+    The method runs in :func:`fresh_lm_cache` and with the reference model's memoised scores dropped, so its usage
+    is everything it paid for, exactly as if it ran alone.
 
     Raises:
         ConfigurationError: unknown method name.
@@ -94,8 +128,11 @@ def run_method(name: str, context: MethodContext) -> MethodRun:
     overrides: dict[str, Any] = {"lm": target}
     if context.adapter is not None:
         overrides["adapter"] = context.adapter
+    forget_reference_scores = getattr(metric.reference, "forget", None)
+    if callable(forget_reference_scores):
+        forget_reference_scores()
     try:
-        with dspy.context(**overrides):
+        with fresh_lm_cache(), dspy.context(**overrides):
             run.program = RUNNERS[name](context, metric, proposer)
     except Exception as exc:  # reported per method; the comparison goes on
         run.error = f"{type(exc).__name__}: {exc}"
