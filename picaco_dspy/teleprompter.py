@@ -13,6 +13,8 @@ from dspy.teleprompt import Teleprompter
 
 from picaco_dspy.errors import ConfigurationError
 from picaco_dspy.objective.bound import TotalCorrelationBound, prompt_text
+from picaco_dspy.observe.callbacks import CallbackList
+from picaco_dspy.observe.mlflow_tracking import MLflowCallback, default_callbacks
 from picaco_dspy.optimize.budget import BudgetGuard, estimate_calls
 from picaco_dspy.optimize.loop import run_picaco
 from picaco_dspy.optimize.pools import PromptPool
@@ -25,6 +27,7 @@ from picaco_dspy.optimize.program_edit import (
     target_predictors,
     with_meta_instruction,
 )
+from picaco_dspy.optimize.projection import RunProjection, project_compile
 from picaco_dspy.optimize.proposer import InstructionProposer
 from picaco_dspy.optimize.result import PICACOResult
 from picaco_dspy.optimize.schedule import StepPolicy
@@ -36,8 +39,8 @@ from picaco_dspy.settings import PICACOSettings
 
 logger = logging.getLogger(__name__)
 
-_OBJECTS = ("metric", "prompt_model", "proposer", "retry_policy", "run_spec")  # constructor arguments that are not
-# settings
+# constructor arguments that are objects, not settings
+_OBJECTS = ("metric", "prompt_model", "proposer", "retry_policy", "run_spec", "callbacks")
 
 
 class PICACO(Teleprompter):
@@ -72,6 +75,7 @@ class PICACO(Teleprompter):
         noisy_pool_size: ``M2``, bare responses kept per prompt in the noisy pool (0 disables it). Default 15.
         samples_per_prompt: New responses sampled per prompt per iteration. Default 2.
         noisy_samples_per_prompt: Bare responses sampled per prompt to pick the noisy pool from (default ``2 * M2``).
+        teacher_samples_per_prompt: With a ``teacher`` given to ``compile``, its responses per prompt per iteration.
         response_temperature: Sampling temperature of the target program.
         proposal_temperature: Sampling temperature of the proposer. Default 1.0.
         minibatch_size: Prompts per minibatch when ranking candidates (default: all prompts; with ``auto``, Optuna
@@ -105,6 +109,11 @@ class PICACO(Teleprompter):
         log_dir: Where ``run.json`` and ``pools.json`` are written after every iteration, and ``program.json`` at
             the end.
         progress: Show progress bars.
+        callbacks: :class:`~picaco_dspy.observe.PICACOCallback` objects, told when the run starts, after the noisy
+            pool, after every iteration and at the end (one that raises is logged and skipped: it never stops a paid
+            run). This is also the teleprompter's DSPy callback list (``on_compile_start`` / ``on_compile_end``).
+            When mlflow is imported and a run is active or ``mlflow.dspy.autolog()`` is on, an
+            :class:`~picaco_dspy.observe.MLflowCallback` is added unless the list has one.
 
     Examples:
         >>> optimizer = PICACO(metric=metric, prompt_model=proposer_lm, auto="light", max_cost_usd=2.0)
@@ -125,6 +134,7 @@ class PICACO(Teleprompter):
         noisy_pool_size: int | None = None,
         samples_per_prompt: int | None = None,
         noisy_samples_per_prompt: int | None = None,
+        teacher_samples_per_prompt: int = 1,
         response_temperature: float = 1.0,
         proposal_temperature: float | None = None,
         minibatch_size: int | None = None,
@@ -145,6 +155,7 @@ class PICACO(Teleprompter):
         retry_policy: RetryPolicy | None = None,
         log_dir: str | Path | None = None,
         progress: bool = True,
+        callbacks: Sequence[object] = (),
     ) -> None:
         super().__init__()
         arguments = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
@@ -164,6 +175,9 @@ class PICACO(Teleprompter):
             raise ConfigurationError(f"retry_policy must be a RetryPolicy, got {type(retry_policy).__name__}.")
         if predictor_names is not None:
             arguments["predictor_names"] = list(predictor_names)
+        if isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__"):
+            raise ConfigurationError(f"callbacks must be a list of callback objects, got {type(callbacks).__name__}.")
+        arguments["callbacks"] = list(callbacks)  # DSPy's compile wrapper reads this list too
         _settings_of(arguments)  # validates every setting now, before any model runs
         self.__dict__.update(arguments)  # stored as given: get_params() is the constructor's arguments
 
@@ -178,6 +192,48 @@ class PICACO(Teleprompter):
         """The scalar settings, as a :class:`PICACOSettings` (derived from the current parameters)."""
         return _settings_of(self.get_params())
 
+    def estimate(
+        self,
+        student: dspy.Module,
+        trainset: Sequence[dspy.Example],
+        valset: Sequence[dspy.Example] | None = None,
+        *,
+        teacher: Any = None,
+    ) -> RunProjection:
+        """What :meth:`compile` would spend, per role and phase, under these settings and under the paper's fixed
+        schedule, without calling or loading any model (see :mod:`picaco_dspy.optimize.projection`).
+
+        Returns:
+            A :class:`RunProjection`; ``print(projection.format_table())`` shows both schedules side by side.
+
+        Raises:
+            ConfigurationError / ProgramError: as :meth:`compile` does for the same arguments.
+
+        A teacher's calls are projected as ``target`` calls of the student's shape and price.
+        """
+        settings = self.settings
+        problem, targets, _ = self._prepare(student, trainset, valset, teacher)
+        return project_compile(
+            problem, student, targets, proposer=self.proposer, prompt_model=self.prompt_model, budget=settings.budget()
+        )
+
+    def _prepare(
+        self, student: dspy.Module, trainset: Any, valset: Any, teacher: Any
+    ) -> tuple[AlignmentProblem, list[str], dict[str, str]]:
+        """Check the arguments of compile/estimate and build the problem: (problem, target predictors, their own
+        instructions)."""
+        settings, metric = self.settings, self.metric
+        trainset = _check_examples("trainset", trainset, metric.prompt_field)
+        valset = _check_examples("valset", valset, metric.prompt_field) if valset is not None else None
+        targets = target_predictors(student, settings.predictor_names)
+        own = own_instructions(student, targets)
+        require_text_output(student, targets[-1])
+        _check_teacher(teacher, targets)
+        problem = _problem(metric, settings, trainset, valset, answer_instruction=own[targets[-1]])
+        if teacher is not None:
+            problem.teacher_samples = settings.teacher_samples_per_prompt
+        return problem, targets, own
+
     # ================================================================== compile
     def compile(
         self,
@@ -189,32 +245,44 @@ class PICACO(Teleprompter):
     ) -> dspy.Module:
         """Return a copy of ``student`` whose answer-writing predictors carry the optimised meta-instruction.
 
-        The returned program has ``picaco_result`` (:class:`PICACOResult`), ``candidate_programs`` (JSON-ready
-        summaries, best first) and ``score``. ``student`` is never modified.
+        The returned program has ``picaco_result`` (:class:`PICACOResult`), ``candidate_programs`` (runnable programs,
+        best first, ``score`` in the metric's [0, 1] scale) and ``score``. ``student`` is never modified.
+
+        Args:
+            student: The program to align.
+            trainset: The prompts the pools are built on.
+            teacher: Optionally the same program on a stronger LM (or with better demos): each iteration it also
+                answers every prompt ``teacher_samples_per_prompt`` times under the current meta-instruction, and its
+                responses, judged like the student's, compete for the aligned pools. ``J(e)`` then favours
+                instructions under which the student is likely to write what the best responses, the teacher's
+                included, say. Its predictors must have the student's names.
+            valset: Prompts for the final selection (fresh responses of each finalist); None: select on the pools.
 
         Raises:
-            ConfigurationError: ``teacher`` is given, ``trainset``/``valset`` are not usable examples, a model has no
-                price while ``max_cost_usd`` is set, or the run name is taken by another configuration.
+            ConfigurationError: ``trainset``/``valset`` are not usable examples, ``teacher`` is not a program with the
+                student's target predictors, a model has no price while ``max_cost_usd`` is set, or the run name is
+                taken by another configuration.
             ProgramError: the program has no (or no such) predictors.
             PicacoError: every rollout of a phase failed.
         """
-        if teacher is not None:
-            raise ConfigurationError("PICACO samples from the student itself and takes no teacher; pass teacher=None.")
         settings = self.settings
         metric: TotalCorrelationBound = self.metric
-        trainset = _check_examples("trainset", trainset, metric.prompt_field)
-        valset = _check_examples("valset", valset, metric.prompt_field) if valset is not None else None
-        targets = target_predictors(student, settings.predictor_names)
-        own = own_instructions(student, targets)
-        require_text_output(student, targets[-1])
-        problem = _problem(metric, settings, trainset, valset, answer_instruction=own[targets[-1]])
+        problem, targets, own = self._prepare(student, trainset, valset, teacher)
         schedule = problem.schedule
         proposer = self.proposer or InstructionProposer(self.prompt_model)
         models = model_names(student, targets, metric, self.prompt_model if self.proposer is None else False)
+        if teacher is not None and problem.teacher_samples:
+            teacher_models = model_names(teacher, targets, metric, False)
+            models.update({f"teacher:{t}": teacher_models[f"target:{t}"] for t in targets})
         if settings.max_cost_usd is not None:
             require_prices(models)
+        described = settings.to_dict()
+        if problem.teacher_samples:  # what the teacher's responses depend on, besides its models
+            described["teacher_instructions"] = own_instructions(teacher, targets)
+        else:  # runs without a teacher keep the identity they had before teachers existed
+            del described["teacher_samples_per_prompt"]
         identity = run_identity(
-            settings=settings.to_dict(),
+            settings=described,
             metric=metric,
             own_instructions=own,
             train_inputs=[pool.inputs for pool in problem.pools],
@@ -243,6 +311,7 @@ class PICACO(Teleprompter):
             retry_policy=self.retry_policy or RetryPolicy(),
             request_timeout=settings.request_timeout,
             run_spec=self.run_spec,
+            teacher=teacher if problem.teacher_samples else None,
         ) as session:
             result = PICACOResult(
                 values=metric.values.to_dict(),
@@ -253,15 +322,32 @@ class PICACO(Teleprompter):
                 storage=session.storage,
                 schedule=schedule.to_dict(),
             )
+            given = list(self.callbacks)
+            automatic = [] if any(isinstance(c, MLflowCallback) for c in given) else default_callbacks()
+            callbacks = CallbackList(given + automatic)
+            callbacks.on_optimization_start(
+                {
+                    "run_name": identity.name,
+                    "config": result.config,
+                    "values": metric.values.names,
+                    "seed_instruction": problem.seed_instruction,
+                    "schedule": result.schedule,
+                }
+            )
             policy = StepPolicy(schedule, session.steering, session.decide, len(problem.pools))
             prior = _first_call_estimates(problem, student, targets, own, models)
             guard = BudgetGuard(settings.budget(), session.decide, session.ledger, prior)
             log_dir = str(settings.log_dir) if settings.log_dir is not None else None
-            best = run_picaco(problem, session, policy, guard, result, log_dir=log_dir)
+            try:
+                best = run_picaco(problem, session, policy, guard, result, log_dir=log_dir, callbacks=callbacks)
+            except BaseException as error:
+                callbacks.on_optimization_end({"result": result, "error": error})
+                raise
             result.final_instructions = own_instructions(with_meta_instruction(student, own, best), targets)
             result.finished = True
             result.wall_seconds = round(time.monotonic() - started, 3)
             result.checkpoint(log_dir, problem.pools)
+            callbacks.on_optimization_end({"result": result})
         return _package(student, own, targets, result, log_dir, metric)
 
 
@@ -387,6 +473,23 @@ def _first_call_estimates(
             "proposer": models["proposer"],
         },
     )
+
+
+def _check_teacher(teacher: Any, targets: list[str]) -> None:
+    """A teacher must be a DSPy program with the student's target predictors (PICACO edits the same ones)."""
+    if teacher is None:
+        return
+    if not isinstance(teacher, dspy.Module):
+        raise ConfigurationError(
+            f"teacher must be a DSPy program (the student's program on a stronger LM), got {type(teacher).__name__}."
+        )
+    names = [name for name, _ in all_predictors(teacher)]
+    missing = [t for t in targets if t not in names]
+    if missing:
+        raise ConfigurationError(
+            f"The teacher has no predictor(s) {missing}; its predictors are {names}. Give a copy of the student on "
+            "another LM: teacher = student.deepcopy(); teacher.set_lm(strong_lm)."
+        )
 
 
 def _settings_of(params: dict[str, Any]) -> PICACOSettings:

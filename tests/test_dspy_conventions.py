@@ -195,3 +195,14 @@ def test_the_report_shows_the_front_and_the_lineage_of_the_final_candidates(alig
     assert section.count("*") >= len(front.best_per_value)
     seedless = [row for row in rows if "lm_proposal" in row]
     assert all(", from C" in row or "from an earlier instruction" in row for row in seedless)
+
+
+def test_a_valset_the_judge_cannot_score_falls_back_to_the_pools_instead_of_raising(liberalism):
+    from picaco_dspy.testing.scripted_world import ScriptedEngine, scripted_metric
+
+    engine = ScriptedEngine(fail_judge_for="day number 10")  # every valset prompt (100-102), no training prompt
+    lm = dspy.LM("scripted/world", engine=engine, temperature=1.0, max_tokens=512)
+    aligned = compile_program(Assistant(), scripted_metric(lm, judge_retries=0), lm, num_iterations=2)
+    selection = aligned.picaco_result.selection
+    assert selection.on == "pools" and all(n == 3 for n in selection.failed.values())
+    assert covers_all(aligned.picaco_result.final_instruction)  # the pools still find the optimum

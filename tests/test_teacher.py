@@ -68,3 +68,15 @@ def test_an_unusable_teacher_is_refused_before_any_call(scripted_metric, scripte
     with pytest.raises(ConfigurationError, match=message):
         compile_with_teacher(scripted_metric, scripted_lm, teacher)
     assert sum(engine.calls.values()) == 0
+
+
+def test_the_projection_counts_the_teachers_calls(scripted_metric, scripted_lm, engine):
+    strong = assistant_with(guided_instruction(VALUES))
+    optimizer = PICACO(metric=scripted_metric, prompt_model=scripted_lm, **{**SETTINGS, "num_iterations": 2})
+    alone = optimizer.estimate(Assistant(), prompts(4), prompts(3, offset=100))
+    taught = optimizer.estimate(Assistant(), prompts(4), prompts(3, offset=100), teacher=strong)
+    assert taught.roles["target"].calls - alone.roles["target"].calls == 2 * 4  # 2 iterations x 4 prompts x 1
+    assert sum(engine.calls.values()) == 0
+    actual = compile_with_teacher(scripted_metric, scripted_lm, strong).picaco_result.usage
+    for role in ("target", "judge"):
+        assert abs(taught.roles[role].calls - actual[role]["calls"]) <= 0.25 * actual[role]["calls"], role

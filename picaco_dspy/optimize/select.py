@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
 
-from picaco_dspy.errors import PicacoError
 from picaco_dspy.optimize.budget import BudgetGuard, phase_cost
 from picaco_dspy.optimize.problem import AlignmentProblem, mean_conformity
 from picaco_dspy.optimize.refine import instruction_scores
 from picaco_dspy.optimize.result import IterationRecord, SelectionRecord
 from picaco_dspy.runtime.session import SELECTION_ITERATION, RunSession
+
+logger = logging.getLogger(__name__)
 
 
 def select_final(
@@ -44,15 +46,21 @@ def select_final(
     selection = (
         SelectionRecord("valset") if on_valset else SelectionRecord("pools", {t: final_J[t] for t in contenders})
     )
-    if on_valset:
-        _score_on_valset(problem, session, contenders, selection)
+    if on_valset and not _score_on_valset(problem, session, contenders, selection):
+        logger.warning(
+            "Final selection: every valset rollout or judgement of some finalist failed (%s); selecting on the pools "
+            "by J instead (what was paid stays in the run storage)",
+            {t[:40]: n for t, n in selection.failed.items()},
+        )
+        selection = SelectionRecord("pools", {t: final_J[t] for t in contenders}, failed=selection.failed)
     best = max(contenders, key=lambda t: (selection.scores[t], t != seed))
     return best, selection
 
 
 def _score_on_valset(
     problem: AlignmentProblem, session: RunSession, contenders: list[str], selection: SelectionRecord
-) -> None:
+) -> bool:
+    """Score each contender by the mean reward of fresh valset responses; False when one of them got no score."""
     inputs, prompts = problem.val_inputs or [], problem.val_prompts or []
     for text in contenders:
         rollouts = session.sample(text, iteration=SELECTION_ITERATION, samples=1, inputs=inputs)
@@ -60,7 +68,7 @@ def _score_on_valset(
         judged = session.judge([(prompts[r.prompt_index], str(r.response)) for r in ok])
         scored = [s for s in judged if not isinstance(s, Exception)]
         selection.failed[text] = len(inputs) - len(scored)
-        if not scored:
-            raise PicacoError("Every valset rollout or judgement failed during the final selection.")
-        selection.scores[text] = float(np.mean([s.reward for s in scored]))
-        selection.conformity[text] = mean_conformity(scored, problem.values.names)
+        if scored:
+            selection.scores[text] = float(np.mean([s.reward for s in scored]))
+            selection.conformity[text] = mean_conformity(scored, problem.values.names)
+    return all(text in selection.scores for text in contenders)

@@ -30,6 +30,12 @@ def register(sub: Any) -> None:
     parser.add_argument("--limit", type=int, help="use only the first N prompts of --prompts")
     parser.add_argument("--val-limit", type=int, help="use only the first N prompts of --valset")
     parser.add_argument("--prompt-column", help="column holding the prompt (default: prompt/query/question/...)")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the projected calls, tokens and USD per role for this schedule and the paper's, then exit: no "
+        "model is loaded or called and nothing is written",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -54,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
                 ("--budget-tokens", args.max_tokens),
                 ("--budget-usd", args.max_cost_usd),
                 ("--run", args.run_name),
+                ("--dry-run", args.dry_run or None),
             )
             if value is not None
         ]
@@ -73,11 +80,16 @@ def run(args: argparse.Namespace) -> int:
         from picaco_dspy.cli.baseline_run import compile_baseline
 
         return compile_baseline(settings, train, val)
-    return compile_and_report(settings, train, val)
+    return compile_and_report(settings, train, val, dry_run=args.dry_run)
 
 
-def compile_and_report(settings: CompileSettings, train: list[str], val: list[str]) -> int:
-    """Run PICACO with ``settings`` on the prompts, write the aligned program and report, print a summary."""
+def compile_and_report(settings: CompileSettings, train: list[str], val: list[str], *, dry_run: bool = False) -> int:
+    """Run PICACO with ``settings`` on the prompts, write the aligned program and report, print a summary.
+
+    With ``dry_run``, print the projected spending of this schedule and of the paper's instead (see
+    :meth:`PICACO.estimate`): the program, models and metric are built but no model is loaded or called, and nothing
+    is written.
+    """
     import dspy
 
     from picaco_dspy.cli.program_loader import load_program, preflight
@@ -103,6 +115,10 @@ def compile_and_report(settings: CompileSettings, train: list[str], val: list[st
             run_spec={"command": "compile", "settings": settings.to_run_spec(), "train": train, "val": val},
             **make_proposer(settings.proposer, settings.api_base),
         )
+        if dry_run:
+            print(optimizer.estimate(program, trainset, valset).format_table())
+            print("\nDry run: no model was loaded or called and nothing was written; run it without --dry-run.")
+            return 0
         preflight(program, trainset[0], metric)
         aligned = optimizer.compile(program, trainset=trainset, valset=valset)
     result = aligned.picaco_result
