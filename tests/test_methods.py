@@ -3,22 +3,15 @@
 import dspy
 import pytest
 
-from picaco_dspy import RedundancyScorer, TotalCorrelationBound, ValueJudge
 from picaco_dspy.baselines.harness import METHODS, MethodContext, run_method
-from picaco_dspy.objective.redundancy import HashingEmbedder
 from picaco_dspy.programs.assistant import Assistant
 from picaco_dspy.runtime.metering import BudgetExhausted, calls_spent, metered
 from picaco_dspy.runtime.usage import UsageMeter
-from picaco_dspy.testing.scripted_world import ScriptedReference
+from picaco_dspy.testing.scripted_world import scripted_metric
 
 
 def context(lm, liberalism, budget, **kwargs):
-    metric = TotalCorrelationBound(
-        liberalism,
-        judge=ValueJudge(lm=lm),
-        reference=ScriptedReference(),
-        redundancy=RedundancyScorer(HashingEmbedder()),
-    )
+    metric = scripted_metric(lm)  # liberalism-4, the scripted reference, hashing embeddings
     train = [dspy.Example(query=f"How should I spend day {i}?").with_inputs("query") for i in range(4)]
     val = [dspy.Example(query=f"What about evening {i}?").with_inputs("query") for i in range(3)]
     return MethodContext(
