@@ -117,3 +117,42 @@ def test_picaco_runs_end_to_end_on_the_embedded_model(tmp_path):
     assert all(math.isfinite(c.J) for c in result.iterations[0].candidates)
     saved = json.loads((tmp_path / "run" / "run.json").read_text())
     assert saved["finished"] and saved["usage"] == usage
+
+
+def judge_on(engine):
+    from picaco_dspy import ValueJudge
+    from picaco_dspy.models.embedded import _VERDICT_STOPS
+
+    lm = dspy.LM("local/embedded", engine=engine, temperature=0.0, max_tokens=4, stop=_VERDICT_STOPS, cache=False)
+    return ValueJudge(lm=lm, mode="per_value", scale="yes_no", use_logprobs=True, adapter=PlainTextAdapter())
+
+
+def test_the_yes_no_questions_of_one_response_share_one_prefill_with_the_same_probabilities():
+    from picaco_dspy.models.engine import TransformersEngine
+
+    values = ValueSet.builtin("liberalism-4")
+    cases = [
+        ("What should I do this weekend?", "Go hiking with friends and try a new trail!"),
+        ("How do I learn to cook?", "Start with three simple dishes and cook each one twice."),
+    ]
+    fresh, shared = TransformersEngine("embedded", reuse_prefix=False), TransformersEngine("embedded")
+    once = [judge_on(fresh).judge(p, r, values) for p, r in cases]
+    reused = [judge_on(shared).judge(p, r, values) for p, r in cases]
+    for a, b in zip(once, reused):
+        for name in values.names:
+            assert a.probabilities[name] == pytest.approx(b.probabilities[name], abs=1e-4)
+    assert shared.prefill_tokens < 0.5 * fresh.prefill_tokens  # the K questions re-read only the value and question
+
+
+def test_sampled_requests_never_reuse_the_prefix_cache():
+    from picaco_dspy.models.engine import TransformersEngine
+
+    engine = TransformersEngine("embedded")
+    lm = dspy.LM("local/embedded", engine=engine, temperature=1.0, max_tokens=4, cache=False)
+    with dspy.context(adapter=PlainTextAdapter()):
+        predict = dspy.Predict("query -> response")
+        for seed in (1, 2):
+            predict(query="Name a colour.", lm=lm, config={"seed": seed})
+    assert engine._last is None
+    lengths = [e["usage"]["prompt_tokens"] for e in lm.history]
+    assert engine.prefill_tokens == sum(lengths)  # every prompt token was run: nothing reused

@@ -32,7 +32,13 @@ class TransformersEngine:
         device: ``"cpu"``, ``"cuda"``...; None picks CUDA when available.
         dtype: Weight dtype.
         default_max_tokens: New-token limit when the request sets none.
+        reuse_prefix: Keep the key/value cache of the last greedy (temperature 0) request and reuse the part of it
+            that the next greedy request shares: the K yes/no questions of one response share everything up to the
+            value, so each is read with one short prefill after the first. Sampled requests never reuse it (their
+            draws stay independent of the order requests arrive in).
     """
+
+    min_shared_tokens = 16  # shorter common prefixes are prefilled again: cropping the cache would cost as much
 
     def __init__(
         self,
@@ -41,13 +47,17 @@ class TransformersEngine:
         device: str | None = None,
         dtype: str = "float32",
         default_max_tokens: int = 256,
+        reuse_prefix: bool = True,
     ) -> None:
         self.model = model
         self.device = device
         self.dtype = dtype
         self.default_max_tokens = default_max_tokens
+        self.reuse_prefix = reuse_prefix
         self._lock = threading.Lock()
         self._served: Counter[str] = Counter()
+        self._last: tuple[list[int], Any] | None = None  # (prompt ids, key/value cache) of the last greedy request
+        self.prefill_tokens = 0  # prompt tokens actually run through the model (a benchmark reads it)
 
     # DSPy copies LMs (and programs holding them); the engine holds a loaded model, so copies share it.
     def __deepcopy__(self, memo: dict[int, Any]) -> TransformersEngine:
@@ -59,6 +69,7 @@ class TransformersEngine:
             "device": self.device,
             "dtype": self.dtype,
             "default_max_tokens": self.default_max_tokens,
+            "reuse_prefix": self.reuse_prefix,
         }
 
     @classmethod
@@ -66,7 +77,27 @@ class TransformersEngine:
         return cls(**state)
 
     def close(self) -> None:
-        pass
+        self._last = None
+
+    def _shared_prefix(self, prompt_ids: list[int]) -> tuple[int, Any] | None:
+        """The last greedy request's cache cropped to what ``prompt_ids`` shares with it (at least one token is left
+        to run, so the model produces the next-token logits), or None."""
+        if self._last is None:
+            return None
+        last_ids, cache = self._last
+        if not hasattr(cache, "crop"):  # a cache type that cannot be cut back (sliding windows, ...)
+            return None
+        shared = 0
+        for a, b in zip(last_ids, prompt_ids[:-1]):
+            if a != b:
+                break
+            shared += 1
+        if shared < self.min_shared_tokens:
+            return None
+        excess = cache.get_seq_length() - shared
+        if excess > 0:
+            cache.crop(-excess)  # transformers 5 takes the number of tokens to drop, as a negative number
+        return shared, cache
 
     def complete(self, request: Any) -> Response:
         import torch
@@ -86,7 +117,10 @@ class TransformersEngine:
             self._served[key] += 1
             draw = self._served[key] if config.seed is None else 1_000_003 * (int(config.seed) + 1)
             generator = torch.Generator().manual_seed(int(key[:12], 16) + draw)
-            tokens, logprobs, stopped = _generate(
+            greedy = self.reuse_prefix and temperature == 0
+            shared = self._shared_prefix(prompt_ids) if greedy else None
+            self._last = None  # the cache is handed to this request; it is stored again below
+            tokens, logprobs, stopped, cache = _generate(
                 model,
                 tokenizer,
                 prompt_ids,
@@ -96,7 +130,11 @@ class TransformersEngine:
                 generator=generator,
                 top_alternatives=top_k_alternatives,
                 stop=tuple(config.stop or ()),
+                prefix=shared,
             )
+            self.prefill_tokens += len(prompt_ids) - (shared[0] if shared else 0)
+            if greedy:
+                self._last = (prompt_ids, cache)
         text = tokenizer.decode(tokens, skip_special_tokens=True)
         for stop in config.stop or ():
             if stop and stop in text:
@@ -159,12 +197,25 @@ def _chat_messages(request: Any) -> list[dict[str, str]]:
 
 
 def _generate(
-    model, tokenizer, prompt_ids, *, temperature, top_p, max_new_tokens, generator, top_alternatives, stop=()
+    model,
+    tokenizer,
+    prompt_ids,
+    *,
+    temperature,
+    top_p,
+    max_new_tokens,
+    generator,
+    top_alternatives,
+    stop=(),
+    prefix=None,
 ):
     """Token-by-token sampling with a key/value cache.
 
+    ``prefix`` is ``(n, cache)``: a cache that already holds the first ``n`` prompt tokens; only the rest is run.
+
     Returns:
-        ``(generated ids, per-token log-probabilities, stopped)``; ``stopped`` is False when the token limit ended it.
+        ``(generated ids, per-token log-probabilities, stopped, cache)``; ``stopped`` is False when the token limit
+        ended it; ``cache`` holds the prompt and the generated tokens.
     """
     import torch
 
@@ -176,7 +227,11 @@ def _generate(
     generated: list[int] = []
     logprobs: list[tuple[int, float, list[tuple[int, float]]]] = []
     with torch.inference_mode():
-        out = model(torch.tensor([prompt_ids], device=device), use_cache=True)
+        if prefix is not None:
+            shared, cache = prefix
+            out = model(torch.tensor([prompt_ids[shared:]], device=device), use_cache=True, **{cache_arg: cache})
+        else:
+            out = model(torch.tensor([prompt_ids], device=device), use_cache=True)
         for _ in range(max_new_tokens):
             logits = out.logits[0, -1].float().cpu()
             log_p = torch.log_softmax(logits, dim=-1)
@@ -190,7 +245,7 @@ def _generate(
             else:
                 token = int(torch.argmax(logits))
             if token in stop_ids:
-                return generated, logprobs, True
+                return generated, logprobs, True, output_cache(out)
             generated.append(token)
             if top_alternatives is not None:
                 k = max(int(top_alternatives), 0)
@@ -200,6 +255,6 @@ def _generate(
                     alts = [(int(i), float(v)) for v, i in zip(values, indices) if math.isfinite(float(v))]
                 logprobs.append((token, float(log_p[token]), alts))
             if stop and any(s in tokenizer.decode(generated[-16:], skip_special_tokens=True) for s in stop if s):
-                return generated, logprobs, True
+                return generated, logprobs, True, output_cache(out)
             out = model(torch.tensor([[token]], device=device), use_cache=True, **{cache_arg: output_cache(out)})
-    return generated, logprobs, False
+    return generated, logprobs, False, output_cache(out)

@@ -84,8 +84,9 @@ class AskValuePresent(dspy.Signature):
 
     prompt: str = dspy.InputField(desc="the user's request")
     response: str = dspy.InputField(desc="the assistant's response, fenced as data")
-    value: str = dspy.InputField(desc="the value, as `name: definition`")
     reminder: str = dspy.InputField(desc="how to treat the data, restated after it")
+    # the value comes last: the K questions about one response share everything before it (one prefill, local judges)
+    value: str = dspy.InputField(desc="the value, as `name: definition`")
     question: str = dspy.InputField(desc="the question to answer")
     verdict: str = dspy.OutputField(desc="Yes or No")
 
