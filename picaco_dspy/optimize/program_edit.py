@@ -116,16 +116,10 @@ def with_meta_instruction(
 def _unfreeze_edited(program: dspy.Module, own: dict[str, str]) -> None:
     """Clear ``_compiled`` on the sub-modules whose predictors get the meta-instruction, so that DSPy's
     ``named_predictors()``, ``save()`` and ``load()`` see the edited instructions."""
+    targets = {id(p) for name, p in all_predictors(program) if name in own}
     for _, module in program.named_sub_modules():
-        if module is program or not getattr(module, "_compiled", False):
-            continue
-        module._compiled = False
-        if not any(id(p) in {id(q) for _, q in module.named_predictors()} for p in _targets(program, own)):
-            module._compiled = True
-
-
-def _targets(program: dspy.Module, own: dict[str, str]) -> list[Any]:
-    return [p for name, p in all_predictors(program) if name in own]
+        if module is not program and getattr(module, "_compiled", False):
+            module._compiled = not any(id(p) in targets for _, p in all_predictors(module))
 
 
 def supports_request_seed(lm: dspy.BaseLM) -> bool:

@@ -19,6 +19,18 @@ RUNS = sa.Table(
     sa.Column("spec", sa.Text, nullable=True),
     sa.Column("created_at", sa.Float, nullable=False),
 )
+
+
+def _usage_columns() -> list[sa.Column]:
+    """What a paid job or call cost (fresh Column objects: a Column belongs to one table)."""
+    return [
+        sa.Column("calls", sa.Integer, nullable=False, default=0),
+        sa.Column("input_tokens", sa.Integer, nullable=False, default=0),
+        sa.Column("output_tokens", sa.Integer, nullable=False, default=0),
+        sa.Column("cost_usd", sa.Float, nullable=False, default=0.0),
+    ]
+
+
 RESULTS = sa.Table(
     "picaco_results",
     METADATA,
@@ -28,10 +40,7 @@ RESULTS = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
     sa.Column("failed", sa.Boolean, nullable=False, default=False),
     sa.Column("role", sa.String(16), nullable=True),
-    sa.Column("calls", sa.Integer, nullable=False, default=0),
-    sa.Column("input_tokens", sa.Integer, nullable=False, default=0),
-    sa.Column("output_tokens", sa.Integer, nullable=False, default=0),
-    sa.Column("cost_usd", sa.Float, nullable=False, default=0.0),
+    *_usage_columns(),
     sa.Column("worker", sa.String(64), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
 )
@@ -43,10 +52,7 @@ SPEND = sa.Table(  # one row per paid LM call (or reference-model batch), writte
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("key", sa.String(64), nullable=False),
     sa.Column("role", sa.String(16), nullable=False),
-    sa.Column("calls", sa.Integer, nullable=False, default=0),
-    sa.Column("input_tokens", sa.Integer, nullable=False, default=0),
-    sa.Column("output_tokens", sa.Integer, nullable=False, default=0),
-    sa.Column("cost_usd", sa.Float, nullable=False, default=0.0),
+    *_usage_columns(),
     sa.Column("worker", sa.String(64), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
 )

@@ -179,10 +179,7 @@ class RunStore:
                         value=json.dumps(value, ensure_ascii=False),
                         failed=failed,
                         role=role,
-                        calls=int(usage.get("calls", 0)),
-                        input_tokens=int(usage.get("input_tokens", 0)),
-                        output_tokens=int(usage.get("output_tokens", 0)),
-                        cost_usd=float(usage.get("cost_usd", 0.0)),
+                        **_usage_values(usage),
                         worker=worker,
                         created_at=time.time(),
                     )
@@ -204,10 +201,7 @@ class RunStore:
                     kind=kind,
                     key=key,
                     role=role,
-                    calls=int(usage.get("calls", 0)),
-                    input_tokens=int(usage.get("input_tokens", 0)),
-                    output_tokens=int(usage.get("output_tokens", 0)),
-                    cost_usd=float(usage.get("cost_usd", 0.0)),
+                    **_usage_values(usage),
                     worker=worker,
                     created_at=time.time(),
                 )
@@ -400,3 +394,13 @@ def _process_exists(pid: int) -> bool:
     except PermissionError:  # it exists, under another user
         return True
     return True
+
+
+def _usage_values(usage: Mapping[str, float]) -> dict[str, int | float]:
+    """The usage columns of a results or spend row."""
+    return {
+        "calls": int(usage.get("calls", 0)),
+        "input_tokens": int(usage.get("input_tokens", 0)),
+        "output_tokens": int(usage.get("output_tokens", 0)),
+        "cost_usd": float(usage.get("cost_usd", 0.0)),
+    }
