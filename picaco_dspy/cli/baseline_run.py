@@ -27,9 +27,16 @@ def compile_baseline(settings: CompileSettings, train: list[str], val: list[str]
         raise CliError(f"--method {settings.method} needs an LM proposer; --proposer template works with PICACO only")
     values = ValueSet.resolve(settings.values)
     program, input_field = load_program(settings.program)
-    target, adapter = make_target(settings.target, settings.response_tokens, settings.api_base)
+    target, adapter = make_target(settings.target, settings.response_tokens, settings.api_base, settings.adapter)
     metric = make_metric(
-        values, settings.judge, settings.reference, settings.response_tokens, settings.api_base, beta=settings.beta
+        values,
+        settings.judge,
+        settings.reference,
+        settings.response_tokens,
+        settings.api_base,
+        beta=settings.beta,
+        adapter=settings.adapter,
+        target=settings.target,
     )
     proposer = make_target(settings.proposer, 200, settings.api_base)[0].copy(temperature=1.0)
     trainset, valset = to_examples(train, input_field), to_examples(val, input_field)

@@ -41,9 +41,21 @@ class CompileSettings:
         "litellm model, 'local' (embedded), local:<HF id or folder>, or 'template' (no LM); default local",
         "--proposer",
     )
-    reference: str = _option("embedded", "reference model: 'embedded', HF id or folder", "--reference")
+    reference: str = _option(
+        "embedded",
+        "reference model: 'embedded', HF id or folder, or 'server' (the served target's exact likelihoods; "
+        "embedded when the server cannot echo them)",
+        "--reference",
+    )
     api_base: str | None = _option(
         None, "base URL for an OpenAI-compatible server (vLLM, llama.cpp, Ollama)", "--api-base"
+    )
+    adapter: str = _option(
+        "auto",
+        "how served models are prompted: 'auto' (DSPy's chat format), 'chat', or 'plain' (plain text and a yes/no "
+        "judge, for small models that cannot follow DSPy's field formats)",
+        "--adapter",
+        choices=("auto", "chat", "plain"),
     )
     method: str = _option(
         "PICACO", "PICACO (default) or a baseline to run on the same models and budget", "--method", choices=METHODS
@@ -67,7 +79,7 @@ class CompileSettings:
         ValueSet.resolve(self.values)
         for role in ("target", "judge", "proposer"):
             check_model_spec(getattr(self, role), role, template_allowed=role == "proposer")
-        check_reference_spec(self.reference)
+        check_reference_spec(self.reference, self.target, self.api_base)
         check_api_base(self.api_base)
         if not isinstance(self.response_tokens, int) or not 1 <= self.response_tokens <= 1_000_000:
             raise ConfigurationError(

@@ -29,7 +29,13 @@ def embedded_lm(*, temperature: float = 0.7, max_tokens: int = 128, model: str =
 
 def embedded_judge(*, model: str = EMBEDDED_MODEL) -> ValueJudge:
     """A yes/no log-probability judge on the embedded model: one short call per value, no output parsing needed."""
-    lm = local_lm(model, temperature=0.0, max_tokens=4, stop=_VERDICT_STOPS)
+    return yes_no_judge(local_lm(model, temperature=0.0, max_tokens=4, stop=_VERDICT_STOPS))
+
+
+def yes_no_judge(lm: dspy.BaseLM) -> ValueJudge:
+    """A judge for small models that cannot follow DSPy's field formats: one plain-text yes/no question per value,
+    read from the first answer token's log-probabilities (the LM must return them)."""
+    lm = lm.copy(temperature=0.0, max_tokens=4, stop=_VERDICT_STOPS)
     return ValueJudge(lm=lm, mode="per_value", scale="yes_no", use_logprobs=True, adapter=PlainTextAdapter())
 
 

@@ -16,19 +16,27 @@ import dspy
 from picaco_dspy._validation import excerpt
 from picaco_dspy.errors import ConfigurationError
 from picaco_dspy.models.adapters import PlainTextAdapter
-from picaco_dspy.models.embedded import embedded_judge, embedded_lm
+from picaco_dspy.models.embedded import embedded_judge, embedded_lm, yes_no_judge
 from picaco_dspy.objective.bound import TotalCorrelationBound
 from picaco_dspy.objective.judge import ValueJudge
-from picaco_dspy.objective.reference import ReferenceModel
+from picaco_dspy.objective.reference import LikelihoodScorer, ReferenceModel
+from picaco_dspy.objective.served_reference import ServedReferenceModel
 from picaco_dspy.objective.values import ValueSet
 from picaco_dspy.optimize.proposer import InstructionProposer, TemplateProposer
 
 
-def make_target(model: str, max_tokens: int, api_base: str | None = None) -> tuple[dspy.BaseLM, dspy.Adapter]:
-    """The target LM and the adapter it needs (plain text for local models, DSPy's chat adapter otherwise)."""
+def make_target(
+    model: str, max_tokens: int, api_base: str | None = None, adapter: str = "auto"
+) -> tuple[dspy.BaseLM, dspy.Adapter]:
+    """The target LM and the adapter it needs.
+
+    ``adapter="auto"`` is plain text for local models and DSPy's chat adapter otherwise; ``"plain"`` is for served
+    small models that cannot follow DSPy's field formats either.
+    """
     if is_local(model):
         return embedded_lm(max_tokens=max_tokens, model=local_model(model)), PlainTextAdapter()
-    return litellm_lm(model, api_base, max_tokens=max_tokens), dspy.ChatAdapter()
+    lm = litellm_lm(model, api_base, max_tokens=max_tokens)
+    return lm, PlainTextAdapter() if adapter == "plain" else dspy.ChatAdapter()
 
 
 def make_metric(
@@ -39,22 +47,40 @@ def make_metric(
     api_base: str | None = None,
     *,
     beta: float = 1.0,
+    adapter: str = "auto",
+    target: str | None = None,
 ) -> TotalCorrelationBound:
-    """The objective with the given judge model and reference model (None: no reference, for evaluation only)."""
+    """The objective with the given judge model and reference model (None: no reference, for evaluation only).
+
+    ``reference="server"`` asks the target's own server (``target`` at ``api_base``) for exact likelihoods and falls
+    back to the embedded model when it cannot echo them. ``adapter="plain"`` makes a served judge the yes/no
+    log-probability judge.
+    """
     if is_local(judge):
         judge_module = embedded_judge(model=local_model(judge))
+    elif adapter == "plain":
+        judge_module = yes_no_judge(litellm_lm(judge, api_base))
     else:
         judge_module = ValueJudge(lm=litellm_lm(judge, api_base, temperature=0.0))
-    ref = ReferenceModel(reference, max_response_tokens=max_tokens) if reference else None
+    ref: LikelihoodScorer | None = None
+    if reference == "server":
+        if target is None or is_local(target) or not api_base:
+            raise ConfigurationError("--reference server needs a served --target and its --api-base.")
+        ref = ServedReferenceModel(target, api_base, max_response_tokens=max_tokens, api_key=_api_key())
+    elif reference:
+        ref = ReferenceModel(reference, max_response_tokens=max_tokens)
     return TotalCorrelationBound(values, judge=judge_module, reference=ref, beta=beta)
 
 
-def make_proposer(proposer: str, api_base: str | None = None) -> dict[str, Any]:
+def make_proposer(proposer: str, api_base: str | None = None, adapter: str = "auto") -> dict[str, Any]:
     """PICACO keyword arguments selecting the proposer: ``template`` (no LM), a local model, or a litellm string."""
     if proposer == "template":
         return {"proposer": TemplateProposer()}
     if is_local(proposer):
         lm = embedded_lm(temperature=1.0, max_tokens=160, model=local_model(proposer))
+        return {"proposer": AdaptedProposer(InstructionProposer(lm), PlainTextAdapter())}
+    if adapter == "plain":
+        lm = litellm_lm(proposer, api_base, temperature=1.0, max_tokens=160)
         return {"proposer": AdaptedProposer(InstructionProposer(lm), PlainTextAdapter())}
     return {"prompt_model": litellm_lm(proposer, api_base, temperature=1.0)}
 
@@ -100,9 +126,17 @@ def check_model_spec(model: str, role: str, *, template_allowed: bool = False) -
 _HF_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
 
-def check_reference_spec(reference: str) -> None:
-    """``--reference``: ``embedded``, an existing model folder, or a full Hugging Face id (``org/name``)."""
+def check_reference_spec(reference: str, target: str = "local", api_base: str | None = None) -> None:
+    """``--reference``: ``embedded``, ``server`` (the served target's own likelihoods), an existing model folder, or a
+    full Hugging Face id (``org/name``)."""
     if reference == "embedded":
+        return
+    if reference == "server":
+        if is_local(target) or not api_base:
+            raise ConfigurationError(
+                "--reference server scores responses on the target's own server: it needs a served --target "
+                "(e.g. openai/<name>) and --api-base."
+            )
         return
     path = Path(reference).expanduser()
     if path.is_dir():
@@ -148,5 +182,12 @@ def litellm_lm(model: str, api_base: str | None = None, **kwargs: Any) -> dspy.L
             f"model {model!r} is not a litellm model string like 'openai/gpt-4o-mini' (or use 'local')"
         )
     if api_base:
-        kwargs.update(api_base=api_base, api_key=os.environ.get("OPENAI_API_KEY", "unused"))
+        # DSPy's own OpenAI client sends the token limit as max_completion_tokens, which self-hosted servers
+        # (llama-cpp-python 0.3) ignore: a 10-token request ran to the end of the context. litellm sends max_tokens.
+        kwargs.setdefault("engine", "litellm")
+        kwargs.update(api_base=api_base, api_key=_api_key())
     return dspy.LM(model, **kwargs)
+
+
+def _api_key() -> str:
+    return os.environ.get("OPENAI_API_KEY", "unused")

@@ -144,11 +144,28 @@ def parse_verdict(text: str) -> bool:
 
 # ---------------------------------------------------------------------------------------------- log-probabilities
 def tokens_from_logprobs(logprobs: Any) -> list[Mapping[str, Any]]:
-    """The token list of DSPy's ``pred.logprobs`` (``{"content": [...]}``), or ``[]`` when absent."""
+    """The token list of DSPy's ``pred.logprobs`` (``{"content": [...]}``), or ``[]`` when absent.
+
+    Entries come back as plain dicts whether the engine gave dicts (DSPy's own clients) or objects (litellm's
+    ``ChatCompletionTokenLogprob`` and ``TopLogprob``).
+    """
     if not logprobs:
         return []
     content = logprobs.get("content") if isinstance(logprobs, Mapping) else getattr(logprobs, "content", None)
-    return list(content or [])
+    return [_as_entry(token) for token in content or []]
+
+
+def _field(entry: Any, name: str) -> Any:
+    return entry.get(name) if isinstance(entry, Mapping) else getattr(entry, name, None)
+
+
+def _as_entry(token: Any) -> dict[str, Any]:
+    top = _field(token, "top_logprobs") or []
+    return {
+        "token": _field(token, "token"),
+        "logprob": _field(token, "logprob"),
+        "top_logprobs": [{"token": _field(alt, "token"), "logprob": _field(alt, "logprob")} for alt in top],
+    }
 
 
 def expected_score_at(tokens: Sequence[Mapping[str, Any]], char_offset: int) -> float | None:

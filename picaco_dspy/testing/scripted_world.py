@@ -268,13 +268,13 @@ def scripted_metric(lm, *, judge_retries: int | None = None):
     )
 
 
-def compile_program(program, metric, lm, *, valset: bool = True, **overrides):
-    """Compile ``program`` with PICACO in this world (:data:`SETTINGS` updated by ``overrides``) on 4 prompts, with
-    3 held out."""
+def compile_program(program, metric, lm, *, valset: bool = True, train: int = 4, **overrides):
+    """Compile ``program`` with PICACO in this world (:data:`SETTINGS` updated by ``overrides``) on ``train``
+    prompts, with 3 held out."""
     import dspy
 
     from picaco_dspy.teleprompter import PICACO
 
     optimizer = PICACO(metric=metric, prompt_model=lm, **{**SETTINGS, **overrides})
     with dspy.context(lm=lm):
-        return optimizer.compile(program, trainset=prompts(4), valset=prompts(3, offset=100) if valset else None)
+        return optimizer.compile(program, trainset=prompts(train), valset=prompts(3, offset=100) if valset else None)

@@ -102,9 +102,16 @@ def compile_and_report(settings: CompileSettings, train: list[str], val: list[st
     started = time.monotonic()
     values = ValueSet.resolve(settings.values)
     program, input_field = load_program(settings.program)
-    target, adapter = make_target(settings.target, settings.response_tokens, settings.api_base)
+    target, adapter = make_target(settings.target, settings.response_tokens, settings.api_base, settings.adapter)
     metric = make_metric(
-        values, settings.judge, settings.reference, settings.response_tokens, settings.api_base, beta=settings.beta
+        values,
+        settings.judge,
+        settings.reference,
+        settings.response_tokens,
+        settings.api_base,
+        beta=settings.beta,
+        adapter=settings.adapter,
+        target=settings.target,
     )
     trainset, valset = to_examples(train, input_field), to_examples(val, input_field)
     out = Path(settings.out)
@@ -113,7 +120,7 @@ def compile_and_report(settings: CompileSettings, train: list[str], val: list[st
             metric,
             settings.picaco,
             run_spec={"command": "compile", "settings": settings.to_run_spec(), "train": train, "val": val},
-            **make_proposer(settings.proposer, settings.api_base),
+            **make_proposer(settings.proposer, settings.api_base, settings.adapter),
         )
         if dry_run:
             print(optimizer.estimate(program, trainset, valset).format_table())

@@ -18,7 +18,7 @@ def register(sub: Any) -> None:
         description="Judge fresh responses of each program on the prompts: per-value mean (1-5), "
         "overall mean and balance (coefficient of variation, lower is better).",
     )
-    add_setting_arguments(parser, ["program", "values", "target", "judge", "api_base", "response_tokens"])
+    add_setting_arguments(parser, ["program", "values", "target", "judge", "api_base", "adapter", "response_tokens"])
     parser.add_argument(
         "--prompts", required=True, help="prompts: a JSONL/CSV file, a built-in prompt set, or hf:<dataset>[:<split>]"
     )
@@ -70,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
         except Exception as exc:
             raise CliError(f"{path} is not a saved state of {args.program!r}: {exc}") from exc
         candidates.append((str(path), loaded))
-    target, adapter = make_target(args.target, args.response_tokens, args.api_base)
-    metric = make_metric(values, args.judge, None, args.response_tokens, args.api_base)
+    target, adapter = make_target(args.target, args.response_tokens, args.api_base, args.adapter)
+    metric = make_metric(values, args.judge, None, args.response_tokens, args.api_base, adapter=args.adapter)
     progress = not args.no_progress
     with dspy.context(lm=target, adapter=adapter):
         evaluations = [
