@@ -3,7 +3,7 @@
 Prints, for the same responses and values, the wall time, the prompt tokens run through the model, and the largest
 difference in P(Yes) between the two paths.
 
-    python -m benchmarks.judge_throughput --responses 6 --values liberalism-4
+    python -m benchmarks.judge_throughput --responses 6 --values liberalism-4 [--answer-repeats 3]
 """
 
 from __future__ import annotations
@@ -16,40 +16,35 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+ANSWER = (
+    "Here are a few ideas. Spend the morning outdoors, perhaps a walk somewhere new, then choose one thing you have "
+    "wanted to learn and give it an hour. Invite a friend if you like company, and leave room to rest."
+)
+
+
 def main() -> None:
     import dspy
 
-    from picaco_dspy.models.adapters import PlainTextAdapter
-    from picaco_dspy.models.embedded import _VERDICT_STOPS
+    from picaco_dspy.models.embedded import yes_no_judge
     from picaco_dspy.models.engine import EMBEDDED_MODEL, TransformersEngine
-    from picaco_dspy.objective.judge import ValueJudge
     from picaco_dspy.objective.values import ValueSet
     from picaco_dspy.prompts.loading import prompts_for_values
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--responses", type=int, default=6)
     parser.add_argument("--values", default="liberalism-4")
-    parser.add_argument("--max-tokens", type=int, default=4, help="the judge's answer length (the embedded judge: 4)")
+    parser.add_argument(
+        "--answer-repeats", type=int, default=1, help="repeat the answer text (1: ~50 tokens, 3: ~150 tokens)"
+    )
     args = parser.parse_args()
 
     values = ValueSet.builtin(args.values)
     prompts = prompts_for_values(args.values).optimize[: args.responses]
-    answer = (
-        "Here are a few ideas. Spend the morning outdoors, perhaps a walk somewhere new, then choose one thing you "
-        "have wanted to learn and give it an hour. Invite a friend if you like company, and leave room to rest."
-    )
+    answer = " ".join([ANSWER] * args.answer_repeats)
     rows = {}
     for label, reuse in (("one prefill per value", False), ("shared prefix", True)):
         engine = TransformersEngine(EMBEDDED_MODEL, reuse_prefix=reuse)
-        lm = dspy.LM(
-            "local/embedded",
-            engine=engine,
-            temperature=0.0,
-            max_tokens=args.max_tokens,
-            stop=_VERDICT_STOPS,
-            cache=False,
-        )
-        judge = ValueJudge(lm=lm, mode="per_value", scale="yes_no", use_logprobs=True, adapter=PlainTextAdapter())
+        judge = yes_no_judge(dspy.LM("local/embedded", engine=engine, cache=False))  # the embedded judge's settings
         judge.judge(prompts[0], answer, values)  # load the model outside the timing
         engine.prefill_tokens = 0
         started = time.perf_counter()

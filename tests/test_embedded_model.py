@@ -120,11 +120,9 @@ def test_picaco_runs_end_to_end_on_the_embedded_model(tmp_path):
 
 
 def judge_on(engine):
-    from picaco_dspy import ValueJudge
-    from picaco_dspy.models.embedded import _VERDICT_STOPS
+    from picaco_dspy.models.embedded import yes_no_judge
 
-    lm = dspy.LM("local/embedded", engine=engine, temperature=0.0, max_tokens=4, stop=_VERDICT_STOPS, cache=False)
-    return ValueJudge(lm=lm, mode="per_value", scale="yes_no", use_logprobs=True, adapter=PlainTextAdapter())
+    return yes_no_judge(dspy.LM("local/embedded", engine=engine, cache=False))
 
 
 def test_the_yes_no_questions_of_one_response_share_one_prefill_with_the_same_probabilities():

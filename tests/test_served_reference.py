@@ -30,7 +30,8 @@ PREFIX_LOGPROBS = [None, -3.3, -3.8, -0.9, -0.0, -0.006, -0.0, -0.0]
 
 
 def test_the_response_is_found_at_the_end_of_the_echo_after_the_generated_token():
-    answer = echo_answer(PREFIX + ["Hello", " there", "!", " I"], PREFIX_LOGPROBS + [-0.5, -1.0, -0.25, -2.0], generated=1)
+    tokens, logprobs = PREFIX + ["Hello", " there", "!", " I"], PREFIX_LOGPROBS + [-0.5, -1.0, -0.25, -2.0]
+    answer = echo_answer(tokens, logprobs, generated=1)
     assert _response_entries(answer, "Hello there!", end_token=False) == [
         ("Hello", -0.5),
         (" there", -1.0),

@@ -1,48 +1,17 @@
-"""A real OpenAI-compatible inference server for the tests: llama-cpp-python's, serving the embedded SmolLM2 GGUF.
+"""The real server for the tests (:mod:`picaco_dspy.testing.llama_server`), or a skip naming the reason.
 
-The server runs in its own process on loopback with ``--logits_all true`` (so that ``/v1/completions`` can echo the
-prompt's log-probabilities), and is stopped when the test process exits; ``timeout`` bounds its life even if the
-test process is killed. It needs ``llama-cpp-python[server]`` (a source build of llama.cpp, about 7-9 minutes on two
-cores; ``.ci/run`` does it) in this interpreter or in the one named by ``$PICACO_LLAMA_SERVER_PYTHON``. Without it
-the tests are skipped with the reason, except when ``PICACO_REQUIRE_LLAMA_SERVER=1`` (set by ``.ci/run``): then
-they fail.
+It needs ``llama-cpp-python[server]`` (a source build of llama.cpp, about 7-9 minutes on two cores; ``.ci/run`` does
+it). Without it the tests are skipped with the reason, except when ``PICACO_REQUIRE_LLAMA_SERVER=1`` (set by
+``.ci/run``): then they fail.
 """
 
 from __future__ import annotations
 
-import atexit
-import json
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.request
-from dataclasses import dataclass
-from functools import cache
 
 import pytest
 
-SERVED_NAME = "smollm2"
-LIFETIME_S = 1800  # the server is killed after this long whatever happens to the test process
-
-
-@dataclass(frozen=True)
-class LlamaServer:
-    """A running server: ``api_base`` ends in ``/v1``; ``model`` is the litellm string that reaches it."""
-
-    api_base: str
-    log_path: str
-
-    @property
-    def model(self) -> str:
-        return f"openai/{SERVED_NAME}"
-
-    def log_tail(self, lines: int = 20) -> str:
-        with open(self.log_path, encoding="utf-8", errors="replace") as handle:
-            return "".join(handle.readlines()[-lines:])
+from picaco_dspy.testing.llama_server import LlamaServer, start_llama_server
 
 
 def llama_server(*, logits_all: bool = True) -> LlamaServer:
@@ -51,86 +20,9 @@ def llama_server(*, logits_all: bool = True) -> LlamaServer:
     ``logits_all=False`` starts a server as most people run it: it cannot echo prompt log-probabilities.
     """
     try:
-        return _start(logits_all)
+        return start_llama_server(logits_all)
     except Exception as exc:  # noqa: BLE001 - every reason is reported to the user
         reason = f"no llama-cpp-python server: {' '.join(str(exc).split())[:400]}"
         if os.environ.get("PICACO_REQUIRE_LLAMA_SERVER") == "1":
             pytest.fail(reason + " (PICACO_REQUIRE_LLAMA_SERVER=1: CI must test against the real server)")
         pytest.skip(reason + "; install llama-cpp-python[server] (see .ci/run) or set PICACO_LLAMA_SERVER_PYTHON")
-
-
-def server_python() -> str:
-    """The interpreter that has ``llama_cpp.server``: ``$PICACO_LLAMA_SERVER_PYTHON``, else this one."""
-    python = os.environ.get("PICACO_LLAMA_SERVER_PYTHON") or sys.executable
-    probe = subprocess.run(
-        [python, "-c", "import llama_cpp.server"], capture_output=True, text=True, timeout=60, check=False
-    )
-    if probe.returncode != 0:
-        raise RuntimeError(f"{python} cannot import llama_cpp.server ({probe.stderr.strip()[-200:]})")
-    return python
-
-
-@cache
-def _start(logits_all: bool) -> LlamaServer:
-    from picaco_dspy.models.loading import embedded_gguf_path
-
-    python = server_python()
-    gguf = embedded_gguf_path()
-    port = _free_port()
-    folder = tempfile.mkdtemp(prefix="picaco-llama-")
-    log_path = os.path.join(folder, "server.log")
-    command = [
-        python,
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        str(gguf),
-        "--model_alias",
-        SERVED_NAME,
-        "--logits_all",
-        "true" if logits_all else "false",
-        "--n_ctx",
-        "1024",
-        "--n_threads",
-        str(min(os.cpu_count() or 2, 4)),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    if shutil.which("timeout"):
-        command = ["timeout", "--signal=KILL", str(LIFETIME_S), *command]
-    log = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed at exit with the server
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def stop() -> None:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        log.close()
-
-    atexit.register(stop)
-    api_base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            with open(log_path, encoding="utf-8", errors="replace") as handle:
-                raise RuntimeError(f"the server exited with {process.returncode}: {handle.read()[-600:]}")
-        try:
-            with urllib.request.urlopen(f"{api_base}/models", timeout=2) as reply:
-                served = [m["id"] for m in json.load(reply)["data"]]
-            if SERVED_NAME in served:
-                return LlamaServer(api_base=api_base, log_path=log_path)
-        except OSError:
-            time.sleep(0.3)
-    stop()
-    raise RuntimeError("the server did not answer within 120 s")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
