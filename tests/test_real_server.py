@@ -25,6 +25,7 @@ from picaco_dspy.objective.redundancy import HashingEmbedder, RedundancyScorer
 from picaco_dspy.objective.reference import LikelihoodRequest, ReferenceModel
 from picaco_dspy.objective.served_reference import ServedReferenceModel
 from picaco_dspy.optimize.proposer import TemplateProposer
+from picaco_dspy.programs.assistant import Assistant
 from picaco_dspy.testing.scripted_world import assistant_with, compile_program
 from tests.support.llama_server import llama_server
 
@@ -39,15 +40,6 @@ TWO_VALUES = ValueSet.from_dict(
         ],
     }
 )
-
-
-class Assistant(dspy.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.respond = dspy.Predict("query -> response")
-
-    def forward(self, query: str) -> dspy.Prediction:
-        return self.respond(query=query)
 
 
 @pytest.fixture(scope="module")

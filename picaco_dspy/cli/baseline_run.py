@@ -14,7 +14,7 @@ from picaco_dspy.cli.program_loader import load_program, preflight
 from picaco_dspy.cli.settings import CompileSettings
 from picaco_dspy.evaluation.evaluate import comparison_table, evaluate_program
 from picaco_dspy.evaluation.report import radar_chart
-from picaco_dspy.models.from_spec import make_metric, make_target
+from picaco_dspy.models.from_spec import make_target
 from picaco_dspy.objective.values import ValueSet
 from picaco_dspy.optimize.result import write_json
 from picaco_dspy.prompts.loading import to_examples
@@ -27,17 +27,7 @@ def compile_baseline(settings: CompileSettings, train: list[str], val: list[str]
         raise CliError(f"--method {settings.method} needs an LM proposer; --proposer template works with PICACO only")
     values = ValueSet.resolve(settings.values)
     program, input_field = load_program(settings.program)
-    target, adapter = make_target(settings.target, settings.response_tokens, settings.api_base, settings.adapter)
-    metric = make_metric(
-        values,
-        settings.judge,
-        settings.reference,
-        settings.response_tokens,
-        settings.api_base,
-        beta=settings.beta,
-        adapter=settings.adapter,
-        target=settings.target,
-    )
+    target, adapter, metric = settings.models(values)
     proposer = make_target(settings.proposer, 200, settings.api_base)[0].copy(temperature=1.0)
     trainset, valset = to_examples(train, input_field), to_examples(val, input_field)
     context = MethodContext(

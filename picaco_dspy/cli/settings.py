@@ -89,6 +89,23 @@ class CompileSettings:
             raise ConfigurationError(f"--beta must be a finite number of at least 0, got {self.beta}.")
         _check_out_folder(self.out, self.picaco.storage)
 
+    def models(self, values: Any) -> tuple[Any, Any, Any]:
+        """The target LM, its adapter and the objective (judge and reference model) these settings name."""
+        from picaco_dspy.models.from_spec import make_metric, make_target
+
+        target, adapter = make_target(self.target, self.response_tokens, self.api_base, self.adapter)
+        metric = make_metric(
+            values,
+            self.judge,
+            self.reference,
+            self.response_tokens,
+            self.api_base,
+            beta=self.beta,
+            adapter=self.adapter,
+            target=self.target,
+        )
+        return target, adapter, metric
+
     def to_run_spec(self) -> dict[str, Any]:
         """JSON-ready settings to store with the run (storage and run name excepted: a worker brings its own)."""
         data = asdict(self)

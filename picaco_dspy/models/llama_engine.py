@@ -15,6 +15,7 @@ with ``logits_all`` (llama.cpp returns no log-probabilities otherwise).
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import importlib.util
 import logging
@@ -57,6 +58,16 @@ def local_engine_choice() -> str:
     if choice == "auto":
         return "llama_cpp" if llama_cpp_available() else "transformers"
     return choice
+
+
+@atexit.register
+def _close_all() -> None:
+    """Free the loaded models before the interpreter tears down the library they call (llama-cpp-python's own
+    finaliser then fails noisily)."""
+    with _INSTANCES_LOCK:
+        for llm in _INSTANCES.values():
+            llm.close()
+        _INSTANCES.clear()
 
 
 def _load(model_path: str, logits_all: bool) -> Any:

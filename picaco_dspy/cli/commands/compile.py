@@ -94,7 +94,7 @@ def compile_and_report(settings: CompileSettings, train: list[str], val: list[st
 
     from picaco_dspy.cli.program_loader import load_program, preflight
     from picaco_dspy.evaluation.report import markdown_report, radar_chart
-    from picaco_dspy.models.from_spec import make_metric, make_proposer, make_target
+    from picaco_dspy.models.from_spec import make_proposer
     from picaco_dspy.objective.values import ValueSet
     from picaco_dspy.prompts.loading import to_examples
     from picaco_dspy.teleprompter import PICACO
@@ -102,17 +102,7 @@ def compile_and_report(settings: CompileSettings, train: list[str], val: list[st
     started = time.monotonic()
     values = ValueSet.resolve(settings.values)
     program, input_field = load_program(settings.program)
-    target, adapter = make_target(settings.target, settings.response_tokens, settings.api_base, settings.adapter)
-    metric = make_metric(
-        values,
-        settings.judge,
-        settings.reference,
-        settings.response_tokens,
-        settings.api_base,
-        beta=settings.beta,
-        adapter=settings.adapter,
-        target=settings.target,
-    )
+    target, adapter, metric = settings.models(values)
     trainset, valset = to_examples(train, input_field), to_examples(val, input_field)
     out = Path(settings.out)
     with dspy.context(lm=target, adapter=adapter):
