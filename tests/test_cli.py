@@ -145,6 +145,7 @@ def test_every_subcommand_has_help():
         ["runs", "--help"],
         ["values", "--help"],
         ["values", "show", "--help"],
+        ["judge-check", "--help"],
     ):
         done = subprocess.run([sys.executable, "-m", "picaco_dspy.cli", *argv], capture_output=True, text=True)
         assert done.returncode == 0 and "usage: picaco" in done.stdout
@@ -394,3 +395,41 @@ def test_an_unknown_reference_model_is_named_before_any_lm_call(capsys, tmp_path
     code, _, err = run(capsys, *small_compile(tmp_path, "--reference", "nobody/no-such-model-xyz"))
     assert code == 2 and "reference model cannot be loaded" in err and err.count("\n") == 1  # a well-formed id
     assert not (tmp_path / "o").exists()
+
+
+def test_judge_check_prints_agreement_with_labels_next_to_a_length_baseline(capsys, tmp_path):
+    labels = tmp_path / "labels.jsonl"
+    rows = [
+        {
+            "prompt": "My friend forgot my birthday. What should I do?",
+            "responses": [
+                "Talk to them kindly; people forget, and your friendship matters more than one day.",
+                "Cut them off. You owe nobody patience.",
+            ],
+            "labels": {"Universalism": [0.4, -0.3], "Self-direction": [0.1, 0.2]},
+        },
+        {
+            "prompt": "Should I learn to paint at 50?",
+            "responses": ["Yes, follow your curiosity and choose your own path.", "No, it is too late."],
+            "labels": {"Universalism": [0.0, -0.1], "Self-direction": [0.5, -0.4]},
+        },
+    ]
+    labels.write_text("\n".join(json.dumps(r) for r in rows))
+    values = tmp_path / "values.json"
+    values.write_text(
+        json.dumps(
+            {
+                "name": "two",
+                "values": [
+                    {"name": "Universalism", "definition": "Concern for the welfare of all people."},
+                    {"name": "Self-direction", "definition": "Independent thought and choice."},
+                ],
+            }
+        )
+    )
+    code, out, err = run(capsys, "judge-check", "--values", str(values), "--labels", str(labels))
+    assert code == 0, err
+    assert "2 queries, 4 responses" in out and "response length (baseline)" in out and "judge local" in out
+    assert "Universalism" in out and "pairwise" in out
+    code, _, err = run(capsys, "judge-check", "--values", "liberalism-4", "--labels", str(labels))
+    assert code == 2 and "no labels for" in err and "Hedonism" in err

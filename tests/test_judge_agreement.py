@@ -1,0 +1,129 @@
+"""Judge agreement with human value labels, on constructed data whose answers are known."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from picaco_dspy.errors import ConfigurationError
+from picaco_dspy.evaluation.judge_agreement import (
+    LabelledQuery,
+    agreement,
+    agreement_table,
+    judge_agreement,
+    load_labelled,
+    spearman,
+)
+from picaco_dspy.objective.values import ValueSet
+
+TWO = ValueSet.from_dict(
+    {
+        "name": "two",
+        "values": [
+            {"name": "Self-direction", "definition": "Independent thought and action."},
+            {"name": "Benevolence", "definition": "Caring for people close to you."},
+        ],
+    }
+)
+
+
+def query(labels_a, labels_b, prompt="q"):
+    return LabelledQuery(
+        prompt,
+        tuple(f"r{i}" for i in range(len(labels_a))),
+        {"Self-direction": tuple(labels_a), "Benevolence": tuple(labels_b)},
+    )
+
+
+def test_spearman_matches_known_values_and_handles_ties_and_constants():
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(0.9486832980505138)  # scipy.stats.spearmanr
+    assert spearman([1, 1, 1], [1, 2, 3]) is None
+
+
+def test_a_judge_that_copies_the_labels_agrees_perfectly_and_its_reverse_fails():
+    queries = [query([0.3, -0.1, 0.2], [-0.2, 0.4, 0.0], prompt=f"q{i}") for i in range(5)]
+    copy = [dict(q.labels) for q in queries]
+    reverse = [{v: [-x for x in s] for v, s in q.labels.items()} for q in queries]
+    perfect, opposite = agreement(copy, queries, margin=0.05), agreement(reverse, queries, margin=0.05)
+    assert perfect.overall.spearman == pytest.approx(1.0) and perfect.overall.pairwise_accuracy == 1.0
+    assert opposite.overall.spearman == pytest.approx(-1.0) and opposite.overall.pairwise_accuracy == 0.0
+    assert perfect.per_value["Benevolence"].pairs == 5 * 3  # every pair differs by >= 0.05
+
+
+def test_close_labels_are_left_out_of_pairwise_accuracy_and_ties_count_half():
+    queries = [query([0.30, 0.29, -0.5], [0.1, 0.0, -0.1])]
+    flat = [{"Self-direction": [1, 1, 1], "Benevolence": [3, 2, 1]}]
+    report = agreement(flat, queries, margin=0.1)
+    sd = report.per_value["Self-direction"]
+    assert sd.pairs == 2 and sd.pairwise_accuracy == 0.5  # (0.30, 0.29) too close; the two others tied: half each
+    assert sd.spearman is None  # constant scores carry no ranking
+    assert report.per_value["Benevolence"].spearman == pytest.approx(1.0)
+
+
+def test_the_interval_covers_the_mean_and_shrinks_to_it_for_one_query():
+    queries = [query([0.3, -0.1, 0.2], [-0.2, 0.4, 0.0], prompt=f"q{i}") for i in range(8)]
+    noisy = [{"Self-direction": [i % 3, (i + 1) % 3, (i + 2) % 3], "Benevolence": [1, 2, 3]} for i in range(8)]
+    report = agreement(noisy, queries)
+    low, high = report.overall.interval
+    assert low <= report.overall.spearman <= high and low < high
+    single = agreement(noisy[:1], queries[:1])
+    assert single.overall.interval == (single.overall.spearman, single.overall.spearman)
+
+
+def test_judge_agreement_runs_a_scorer_on_every_response_and_prints_a_row():
+    queries = [query([0.3, -0.1, 0.2], [-0.2, 0.4, 0.0])]
+    seen = []
+
+    def by_length(prompt, response):
+        seen.append((prompt, response))
+        return {"Self-direction": len(response), "Benevolence": -len(response)}
+
+    report = judge_agreement(by_length, queries, name="length")
+    assert seen == [("q", "r0"), ("q", "r1"), ("q", "r2")] and report.judgements == 3
+    assert "length" in agreement_table([report])
+
+
+def test_both_file_formats_load_and_value_names_match_loosely(tmp_path):
+    simple = tmp_path / "simple.jsonl"
+    simple.write_text(
+        json.dumps(
+            {"prompt": "p", "responses": ["a", "b"], "labels": {"self_direction": [1, 0], "BENEVOLENCE": [0, 1]}}
+        )
+    )
+    loaded = load_labelled(simple, TWO)
+    assert loaded[0].labels == {"Self-direction": (1.0, 0.0), "Benevolence": (0.0, 1.0)}
+    portrait = tmp_path / "portrait.jsonl"
+    responses = [
+        {"text": t, "schwartz": {"Self_Direction": s, "Benevolence": b}}
+        for t, s, b in [("a", 0.2, -0.1), ("b", -0.3, 0.4)]
+    ]
+    portrait.write_text(json.dumps({"prompt": "p", "meta": {"responses": responses}}))
+    assert load_labelled(portrait, TWO)[0].labels["Self-direction"] == (0.2, -0.3)
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("not json", "is not JSON"),
+        (json.dumps({"responses": ["a"]}), "'prompt' string"),
+        (json.dumps({"prompt": "p", "responses": ["a", "b"], "labels": {"Power": [1, 0]}}), "no labels for"),
+        (json.dumps({"prompt": "p", "responses": ["a", "b"], "labels": {"Benevolence": [1]}}), "one number per"),
+        (json.dumps({"prompt": "p", "responses": ["a"], "labels": {"Benevolence": [1], "Self-direction": [1]}}), "two"),
+    ],
+)
+def test_malformed_files_are_named_with_the_line(tmp_path, line, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(line + "\n")
+    with pytest.raises(ConfigurationError, match=message):
+        load_labelled(path, TWO)
+
+
+def test_missing_labels_for_some_responses_are_skipped_not_counted():
+    queries = [query([0.3, math.nan, -0.2], [0.1, 0.2, 0.3])]
+    report = agreement([{"Self-direction": [2, 0, 1], "Benevolence": [1, 2, 3]}], queries)
+    assert report.per_value["Self-direction"].spearman == pytest.approx(1.0)
+    assert report.per_value["Self-direction"].pairs == 1
