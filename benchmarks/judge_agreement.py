@@ -26,7 +26,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--labels", type=Path, default=DEFAULT_LABELS)
     parser.add_argument("--values", default="liberalism-4")
-    parser.add_argument("--judges", nargs="+", default=["local"], help="model strings, as picaco's --judge")
+    parser.add_argument("--judges", nargs="*", default=["local"], help="model strings, as picaco's --judge")
+    parser.add_argument(
+        "--likelihood", action="store_true", help="also the likelihood (PMI) readings of the embedded model"
+    )
     parser.add_argument("--api-base")
     parser.add_argument("--limit", type=int)
     args = parser.parse_args()
@@ -43,17 +46,19 @@ def main() -> None:
         reports.append(
             judge_agreement(lambda p, r, j=judge: j.judge(p, r, values).conformity, queries, name=f"judge {spec}")
         )
+    if args.likelihood:
+        from picaco_dspy.objective.likelihood_judge import ValueStatementLikelihood
+
+        for contrast in (False, True):
+            reader = ValueStatementLikelihood(contrast=contrast)
+            label = "likelihood PMI" + (", contrasted" if contrast else "")
+            reports.append(judge_agreement(lambda p, r, j=reader: j.scores(p, r, values), queries, name=label))
     responses = sum(len(q.responses) for q in queries)
     print(f"{args.labels.name}: {len(queries)} queries, {responses} responses, values {', '.join(values.names)}")
     print(agreement_table(reports))
     for report in reports[1:]:
         print(f"\n{report.name}, per value:")
-        for name, value in report.per_value.items():
-            if value.spearman is None or value.interval is None:
-                print(f"  {name:<16} n/a")
-                continue
-            low, high = value.interval
-            print(f"  {name:<16} {value.spearman:+.3f} [{low:+.3f}, {high:+.3f}]  pairwise {value.pairwise_accuracy}")
+        print("\n".join(report.per_value_lines()))
 
 
 if __name__ == "__main__":

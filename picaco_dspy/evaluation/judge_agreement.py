@@ -78,6 +78,10 @@ class AgreementReport:
         """One table row: name, mean Spearman [interval], pairwise accuracy, pairs."""
         return f"{self.name:<28} {_fmt(self.overall)}"
 
+    def per_value_lines(self) -> list[str]:
+        """One line per value: mean Spearman [interval], pairwise accuracy, pairs."""
+        return [f"  {name:<20} {_fmt(value)}" for name, value in self.per_value.items()]
+
 
 def _fmt(agreement: ValueAgreement) -> str:
     if agreement.spearman is None or agreement.interval is None:

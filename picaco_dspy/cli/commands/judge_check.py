@@ -58,11 +58,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(queries)} queries, {report.judgements} responses, values {', '.join(values.names)}\n")
     print(agreement_table([baseline, report]))
     print("\nPer value (judge):")
-    for name, value in report.per_value.items():
-        spread = "n/a" if value.interval is None else f"[{value.interval[0]:+.3f}, {value.interval[1]:+.3f}]"
-        rho = "n/a" if value.spearman is None else f"{value.spearman:+.3f}"
-        accuracy = "n/a" if value.pairwise_accuracy is None else f"{value.pairwise_accuracy:.3f}"
-        print(f"  {name:<20} {rho} {spread}  pairwise {accuracy} ({value.pairs} pairs)")
+    print("\n".join(report.per_value_lines()))
     low = report.overall.interval[0] if report.overall.interval else None
     if low is None or low <= 0:
         print(
