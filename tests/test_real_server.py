@@ -26,6 +26,7 @@ from picaco_dspy.objective.reference import LikelihoodRequest, ReferenceModel
 from picaco_dspy.objective.served_reference import ServedReferenceModel
 from picaco_dspy.optimize.proposer import TemplateProposer
 from picaco_dspy.programs.assistant import Assistant
+from picaco_dspy.runtime.usage import UsageMeter
 from picaco_dspy.testing.scripted_world import assistant_with, compile_program
 from tests.support.llama_server import llama_server
 
@@ -129,7 +130,10 @@ def test_the_served_reference_model_gives_the_local_models_likelihoods_within_qu
     served = ServedReferenceModel(server.model, server.api_base, fallback=None)
     served.load()
     assert served.backend == "server"
-    remote, local = served.score(REQUESTS), ReferenceModel("embedded").score(REQUESTS)
+    meter = UsageMeter()
+    remote, local = served.score(REQUESTS, meter), ReferenceModel("embedded").score(REQUESTS)
+    # the three capability-check requests are counted too, at the first score()
+    assert meter.role("reference").calls == 3 + len(REQUESTS) and meter.role("reference").input_tokens > 0
     assert [r.tokens for r in remote] == [r.tokens for r in local]  # the same response tokens are scored
     per_token = [abs(r.total - lo.total) / r.tokens for r, lo in zip(remote, local)]
     # measured: mean 0.05, max 0.17 nats per token (the emoji response: rare tokens are hit hardest by quantisation)

@@ -91,6 +91,7 @@ class ServedReferenceModel:
         self.backend: str | None = None
         self.backend_reason = ""
         self._memo: dict[LikelihoodRequest, ResponseLikelihood] = {}
+        self._probe_usage: list[dict[str, Any]] = []  # the capability check's calls, counted at the first score()
         self._lock = threading.RLock()
 
     def __deepcopy__(self, memo: dict[int, Any]) -> ServedReferenceModel:
@@ -144,6 +145,14 @@ class ServedReferenceModel:
         """
         with self._lock:
             self.load()
+            if usage is not None:
+                for counts in self._probe_usage:
+                    usage.record(
+                        "reference",
+                        input_tokens=int(counts.get("prompt_tokens") or 0),
+                        output_tokens=int(counts.get("completion_tokens") or 0),
+                    )
+                self._probe_usage.clear()
             if self._fallback is not None:
                 return self._fallback.score(requests, usage)
             # requests sharing (e, x) are sent one after the other, so a server that keeps the last prompt's cache
@@ -210,6 +219,7 @@ class ServedReferenceModel:
         prefix = self._prefix_text(_PROBE_SYSTEM, _PROBE_USER)
         try:
             answer = self._echo(prefix + _PROBE_RESPONSE)
+            self._probe_usage.append(_usage(answer))
             entries = _response_entries(answer, _PROBE_RESPONSE, end_token=False)
         except ServerRefused as exc:
             return f"echo with logprobs refused: {exc.status} {exc.body[:160]}"
@@ -226,10 +236,9 @@ class ServedReferenceModel:
             "temperature": 0.0,
         }
         try:
-            chat_tokens = _usage(post_json(self.api_base, "/chat/completions", chat, api_key=self.api_key)).get(
-                "prompt_tokens"
-            )
-            prefix_tokens = _usage(self._echo(prefix)).get("prompt_tokens")
+            self._probe_usage.append(_usage(post_json(self.api_base, "/chat/completions", chat, api_key=self.api_key)))
+            self._probe_usage.append(_usage(self._echo(prefix)))
+            chat_tokens, prefix_tokens = (u.get("prompt_tokens") for u in self._probe_usage[-2:])
         except ProviderUnavailable as exc:
             return f"the template check failed: {str(exc)[:200]}"
         if chat_tokens is None or prefix_tokens is None or echoed_tokens is None:
