@@ -112,11 +112,8 @@ class TransformersEngine:
         temperature = float(config.temperature or 0.0)
         max_new = int(config.max_tokens or self.default_max_tokens)
         top_k_alternatives = config.logprobs  # None: not asked; 0: chosen token only; n: top-n too
-        key = hashlib.sha256(repr((chat, temperature, max_new, config.top_p, config.stop)).encode()).hexdigest()
         with self._lock:
-            self._served[key] += 1
-            draw = self._served[key] if config.seed is None else 1_000_003 * (int(config.seed) + 1)
-            generator = torch.Generator().manual_seed(int(key[:12], 16) + draw)
+            generator = torch.Generator().manual_seed(request_seed(self._served, chat, temperature, max_new, config))
             greedy = self.reuse_prefix and temperature == 0
             shared = self._shared_prefix(prompt_ids) if greedy else None
             self._last = None  # the cache is handed to this request; it is stored again below
@@ -160,6 +157,18 @@ class TransformersEngine:
                 input_tokens=len(prompt_ids), output_tokens=len(tokens), total_tokens=len(prompt_ids) + len(tokens)
             ),
         )
+
+
+def request_seed(
+    served: Counter[str], chat: list[dict[str, str]], temperature: float, max_new: int, config: Any
+) -> int:
+    """The sampling seed of a request: from the request itself and its ``seed`` (PICACO's rollout id), or, without a
+    seed, from how many times ``served`` has seen the same request, so that a run from an empty cache draws the same
+    samples again. Counts the request in ``served`` (the caller holds its lock)."""
+    key = hashlib.sha256(repr((chat, temperature, max_new, config.top_p, config.stop)).encode()).hexdigest()
+    served[key] += 1
+    draw = served[key] if config.seed is None else 1_000_003 * (int(config.seed) + 1)
+    return int(key[:12], 16) + draw
 
 
 def local_lm(

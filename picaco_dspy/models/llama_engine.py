@@ -16,7 +16,6 @@ with ``logits_all`` (llama.cpp returns no log-probabilities otherwise).
 from __future__ import annotations
 
 import atexit
-import hashlib
 import importlib.util
 import logging
 import os
@@ -118,18 +117,15 @@ class LlamaCppEngine:
         """Nothing to release per engine: loaded models are shared by every engine on the same file."""
 
     def complete(self, request: Any) -> Response:
-        from picaco_dspy.models.engine import _chat_messages
+        from picaco_dspy.models.engine import _chat_messages, request_seed
 
         chat = _chat_messages(request)
         config = request.config
         temperature = float(config.temperature or 0.0)
         max_new = int(config.max_tokens or self.default_max_tokens)
         wants_logprobs = config.logprobs is not None
-        key = hashlib.sha256(repr((chat, temperature, max_new, config.top_p, config.stop)).encode()).hexdigest()
         with self._lock:
-            self._served[key] += 1
-            draw = self._served[key] if config.seed is None else 1_000_003 * (int(config.seed) + 1)
-            seed = (int(key[:12], 16) + draw) % (2**31 - 1)
+            seed = request_seed(self._served, chat, temperature, max_new, config) % (2**31 - 1)  # llama.cpp: 32 bits
             llm = _load(self.model_path, logits_all=wants_logprobs)
             answer = llm.create_chat_completion(
                 messages=chat,
