@@ -7,9 +7,9 @@ import pytest
 
 from picaco_dspy import ValueSet
 from picaco_dspy.baselines.harness import MethodContext, MethodRun, fresh_lm_cache, run_method
-from picaco_dspy.programs.assistant import Assistant
 from picaco_dspy.runtime.usage import BUDGET_ROLES
-from picaco_dspy.testing.scripted_world import ScriptedEngine, scripted_metric
+from picaco_dspy.testing.scripted_world import ScriptedEngine
+from tests.support.method_context import method_context
 
 BUDGET = 60
 
@@ -18,20 +18,7 @@ def scripted_context(liberalism: ValueSet) -> tuple[MethodContext, ScriptedEngin
     """A comparison context on a new scripted engine (its answers depend only on the requests it has served)."""
     engine = ScriptedEngine()
     lm = dspy.LM("scripted/world", engine=engine, temperature=1.0, max_tokens=512)
-    metric = scripted_metric(lm)  # liberalism-4, the scripted reference, hashing embeddings
-    train = [dspy.Example(query=f"How should I spend day {i}?").with_inputs("query") for i in range(4)]
-    val = [dspy.Example(query=f"What about evening {i}?").with_inputs("query") for i in range(3)]
-    context = MethodContext(
-        student=Assistant(),
-        trainset=train,
-        valset=val,
-        metric=metric,
-        target_lm=lm,
-        judge_lm=lm,
-        prompt_model=lm,
-        max_lm_calls=BUDGET,
-        picaco_kwargs={"num_iterations": 1},
-    )
+    context = method_context(lm, BUDGET, picaco_kwargs={"num_iterations": 1})
     return context, engine
 
 

@@ -3,28 +3,14 @@
 import dspy
 import pytest
 
-from picaco_dspy.baselines.harness import METHODS, MethodContext, run_method
-from picaco_dspy.programs.assistant import Assistant
+from picaco_dspy.baselines.harness import METHODS, run_method
 from picaco_dspy.runtime.metering import BudgetExhausted, calls_spent, metered
 from picaco_dspy.runtime.usage import UsageMeter
-from picaco_dspy.testing.scripted_world import scripted_metric
+from tests.support.method_context import method_context
 
 
 def context(lm, liberalism, budget, **kwargs):
-    metric = scripted_metric(lm)  # liberalism-4, the scripted reference, hashing embeddings
-    train = [dspy.Example(query=f"How should I spend day {i}?").with_inputs("query") for i in range(4)]
-    val = [dspy.Example(query=f"What about evening {i}?").with_inputs("query") for i in range(3)]
-    return MethodContext(
-        student=Assistant(),
-        trainset=train,
-        valset=val,
-        metric=metric,
-        target_lm=lm,
-        judge_lm=lm,
-        prompt_model=lm,
-        max_lm_calls=budget,
-        **kwargs,
-    )
+    return method_context(lm, budget, **kwargs)
 
 
 @pytest.mark.parametrize("method", METHODS)
