@@ -26,6 +26,7 @@ import dspy
 
 from picaco_dspy.baselines.harness import METHODS, MethodContext, fresh_lm_cache, run_method
 from picaco_dspy.evaluation.evaluate import evaluate_program
+from picaco_dspy.evaluation.judge_agreement import measure_judge
 from picaco_dspy.evaluation.robustness import jailbreak_check
 from picaco_dspy.models.from_spec import make_metric, make_target
 from picaco_dspy.objective.values import ValueSet
@@ -61,6 +62,12 @@ def main() -> None:
     parser.add_argument("--proposer", default="local")
     parser.add_argument("--max-tokens", type=int, default=80)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--agreement-labels",
+        default=str(SHARED_DATASETS / "value_portrait_dev.jsonl"),
+        help="human value labels to measure the evaluation judge against ('' to skip)",
+    )
+    parser.add_argument("--agreement-limit", type=int, default=20)
     parser.add_argument("--out", type=Path, default=Path("runs/compare"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -82,6 +89,12 @@ def main() -> None:
     metric = make_metric(values, args.judge, "embedded", args.max_tokens, None)
     eval_metric = make_metric(values, args.eval_judge, None, args.max_tokens, None)
     proposer = make_target(args.proposer, 160, None)[0].copy(temperature=1.0)
+    args.agreement_note = ""
+    if args.agreement_labels and Path(args.agreement_labels).is_file():
+        agreement = measure_judge(eval_metric.judge, values, args.agreement_labels, limit=args.agreement_limit)
+        args.agreement_note = f"Evaluation judge agreement ({agreement.usage['calls']} judge calls): " + (
+            agreement.trust_note()
+        )
 
     context = MethodContext(
         student=Assistant(),
@@ -172,6 +185,8 @@ def write_outputs(args: argparse.Namespace, values: ValueSet, rows: list[dict]) 
             + " |"
         )
     lines += ["", FAIRNESS_NOTE]
+    if args.agreement_note:
+        lines += ["", args.agreement_note]
     (args.out / "compare.md").write_text("\n".join(lines) + "\n")
     (args.out / "compare.json").write_text(json.dumps(rows, indent=2, default=str))
     plot(rows, args.out / "calls_vs_conformity.png")

@@ -1,62 +1,123 @@
-"""Judges against human value labels, side by side: mean Spearman [95 % CI] and pairwise accuracy per judge.
+"""Judge designs against human value labels, side by side: mean Spearman [95 % CI], pairwise accuracy, halves.
 
 Reads a labelled file (Value Portrait's dev split from ``../shared/datasets/`` by default; never copied into the
-repository) and scores every response with each judge named, next to a response-length baseline.
+repository) and scores every response with each design, next to a response-length baseline:
 
-    python -m benchmarks.judge_agreement --values liberalism-4 --judges local [--limit 20]
+- ``yes-no``: the embedded default judge (P(Yes) of "Does the response reflect this value?");
+- ``rating``: the 1-5 question read as the expected digit under the embedded model's digit probabilities;
+- ``pmi``: how much the response raises the embedded model's likelihood of the value statement;
+- ``embedding``: MiniLM cosine between the response and the value statement;
+- any litellm model string (``--judges``), judged as ``picaco --judge`` would.
+
+Each design is also shown *contrasted* (minus the response's mean over the values) and the generative designs are
+combined by mean rank. Scores are cached per design (``--cache``), so adding a design or an ensemble re-scores
+nothing. The two last columns are the mean Spearman on the first and on the second half of the queries: a design
+chosen on one half should hold on the other.
+
+    python -m benchmarks.judge_agreement --values liberalism-4 --designs yes-no rating pmi embedding
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 DEFAULT_LABELS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "value_portrait_dev.jsonl"
+LOCAL_DESIGNS = ("yes-no", "rating", "pmi", "embedding")
+
+
+def _scorer(design: str, values, api_base: str | None) -> Callable[[str, str], dict[str, float]]:
+    from picaco_dspy.models.from_spec import make_metric
+    from picaco_dspy.objective import value_readings
+
+    if design == "yes-no":
+        design = "local"
+    readers = {
+        "rating": value_readings.RatingLikelihood,
+        "pmi": value_readings.ValueStatementLikelihood,
+        "embedding": value_readings.ValueStatementSimilarity,
+    }
+    if design in readers:
+        reader = readers[design]()
+        return lambda p, r: reader.scores(p, r, values)
+    judge = make_metric(values, design, None, 256, api_base).judge
+    return lambda p, r: judge.judge(p, r, values).conformity
 
 
 def main() -> None:
-    from picaco_dspy.evaluation.judge_agreement import agreement_table, judge_agreement, load_labelled
-    from picaco_dspy.models.from_spec import make_metric
+    from picaco_dspy.evaluation.judge_agreement import (
+        agreement,
+        agreement_table,
+        collect_scores,
+        contrast_scores,
+        load_labelled,
+        rank_ensemble,
+    )
     from picaco_dspy.objective.values import ValueSet
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--labels", type=Path, default=DEFAULT_LABELS)
     parser.add_argument("--values", default="liberalism-4")
-    parser.add_argument("--judges", nargs="*", default=["local"], help="model strings, as picaco's --judge")
-    parser.add_argument(
-        "--likelihood", action="store_true", help="also the likelihood (PMI) readings of the embedded model"
-    )
+    parser.add_argument("--designs", nargs="*", default=list(LOCAL_DESIGNS), help=f"of {LOCAL_DESIGNS}")
+    parser.add_argument("--judges", nargs="*", default=[], help="litellm model strings, as picaco's --judge")
     parser.add_argument("--api-base")
     parser.add_argument("--limit", type=int)
+    parser.add_argument("--cache", type=Path, default=Path("runs/judge_agreement"), help="per-design score cache")
     args = parser.parse_args()
 
     values = ValueSet.resolve(args.values)
     queries = load_labelled(args.labels, values, limit=args.limit)
-    reports = [
-        judge_agreement(
-            lambda _p, response: dict.fromkeys(values.names, float(len(response))), queries, name="response length"
-        )
-    ]
-    for spec in args.judges:
-        judge = make_metric(values, spec, None, 256, args.api_base).judge
-        reports.append(
-            judge_agreement(lambda p, r, j=judge: j.judge(p, r, values).conformity, queries, name=f"judge {spec}")
-        )
-    if args.likelihood:
-        from picaco_dspy.objective.likelihood_judge import ValueStatementLikelihood
+    scores: dict[str, list] = {
+        "response length": [{v: [float(len(r)) for r in q.responses] for v in values.names} for q in queries]
+    }
+    seconds: dict[str, float] = {"response length": 0.0}
+    args.cache.mkdir(parents=True, exist_ok=True)
+    for design in [*args.designs, *args.judges]:
+        path = args.cache / f"{args.labels.stem}-{values.name}-{len(queries)}-{design.replace('/', '_')}.json"
+        if path.exists():
+            cached = json.loads(path.read_text())
+            scores[design], seconds[design] = cached["scores"], cached["seconds"]
+            continue
+        started = time.perf_counter()
+        scores[design] = collect_scores(_scorer(design, values, args.api_base), queries)
+        seconds[design] = time.perf_counter() - started
+        path.write_text(json.dumps({"scores": scores[design], "seconds": seconds[design]}))
 
-        for contrast in (False, True):
-            reader = ValueStatementLikelihood(contrast=contrast)
-            label = "likelihood PMI" + (", contrasted" if contrast else "")
-            reports.append(judge_agreement(lambda p, r, j=reader: j.scores(p, r, values), queries, name=label))
+    rows = []
+    generative = [d for d in scores if d not in ("response length", "embedding")]
+    variants: dict[str, tuple[list, float]] = {}
+    for design, design_scores in scores.items():
+        variants[design] = (design_scores, seconds[design])
+        if design != "response length":
+            variants[f"{design}, contrasted"] = (contrast_scores(design_scores), seconds[design])
+    if len(generative) > 1:
+        members = " + ".join(generative)
+        plain = rank_ensemble([scores[d] for d in generative])
+        variants[f"mean rank of {members}"] = (plain, sum(seconds[d] for d in generative))
+        variants[f"mean rank of {members}, contrasted"] = (contrast_scores(plain), sum(seconds[d] for d in generative))
+    half = len(queries) // 2
+    halves = {}
+    for name, (variant_scores, spent) in variants.items():
+        report = agreement(variant_scores, queries, name=name)
+        report.seconds = spent
+        rows.append(report)
+        first = agreement(variant_scores[:half], queries[:half]).overall.spearman or 0.0
+        second = agreement(variant_scores[half:], queries[half:]).overall.spearman or 0.0
+        halves[name] = f"{first:+.3f} | {second:+.3f}"
     responses = sum(len(q.responses) for q in queries)
     print(f"{args.labels.name}: {len(queries)} queries, {responses} responses, values {', '.join(values.names)}")
-    print(agreement_table(reports))
-    for report in reports[1:]:
+    table = agreement_table(rows).splitlines()
+    print(f"{table[0]}   halves (Spearman)")
+    for line, report in zip(table[1:], rows):
+        print(f"{line}   {halves[report.name]}")
+    for report in rows[1:]:
         print(f"\n{report.name}, per value:")
         print("\n".join(report.per_value_lines()))
 

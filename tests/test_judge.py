@@ -150,3 +150,36 @@ def test_listing_the_value_names_is_penalised_as_parroting(scripted_metric):
 def test_bad_judge_settings_are_rejected(kwargs):
     with pytest.raises(ValueError):
         ValueJudge(**kwargs)
+
+
+def test_a_rating_that_does_not_start_with_a_digit_is_read_from_the_first_tokens_digit_alternatives(liberalism):
+    class ChattyRater:
+        """Answers with a word; the digits sit among the first token's alternatives (small local judges)."""
+
+        def close(self):
+            pass
+
+        def complete(self, request):
+            first = TokenLogprob(
+                token="The",
+                logprob=math.log(0.5),
+                top=(TopLogprob(token=" 2", logprob=math.log(0.1)), TopLogprob(token="5", logprob=math.log(0.3))),
+            )
+            return Response(
+                id=None,
+                model="x",
+                message=Message.assistant([TextPart("[[ ## score ## ]]\nThe response\n\n[[ ## completed ## ]]")]),
+                finish_reason="stop",
+                usage=Usage(input_tokens=1, output_tokens=1),
+                logprobs=(first,) if request.config.logprobs is not None else None,
+            )
+
+    judge = ValueJudge(lm=dspy.LM("x/chatty", engine=ChattyRater()), mode="per_value", max_retries=0)
+    judgement = judge.judge("q", "r", liberalism)
+    assert judgement.method == "logprobs-first-token"
+    assert list(judgement.conformity.values()) == pytest.approx([(2 * 0.1 + 5 * 0.3) / 0.4] * 4)
+    blind = ValueJudge(
+        lm=dspy.LM("x/chatty2", engine=ChattyRater()), mode="per_value", max_retries=0, use_logprobs=False
+    )
+    with pytest.raises(JudgeError, match="no 1-5 score"):
+        blind.judge("q", "r", liberalism)  # without log-probabilities there is nothing to read: an error, no score

@@ -144,7 +144,7 @@ class WordOverlap:
 
 
 def test_the_likelihood_reading_rewards_responses_that_make_a_value_statement_likelier():
-    from picaco_dspy.objective.likelihood_judge import ValueStatementLikelihood
+    from picaco_dspy.objective.value_readings import ValueStatementLikelihood
 
     reader = ValueStatementLikelihood(WordOverlap())
     caring = reader.scores("Help?", "I care about people close to you.", TWO)
@@ -152,3 +152,89 @@ def test_the_likelihood_reading_rewards_responses_that_make_a_value_statement_li
     assert caring["Benevolence"] > plain["Benevolence"] == pytest.approx(0.0)  # PMI against the null response
     contrasted = ValueStatementLikelihood(WordOverlap(), contrast=True).scores("Help?", "I care about people.", TWO)
     assert sum(contrasted.values()) == pytest.approx(0.0) and contrasted["Benevolence"] > contrasted["Self-direction"]
+
+
+class DigitPreference:
+    """A scripted reference model: the rating answer's log-probability is fixed per digit."""
+
+    def __init__(self, logps):
+        self.logps = logps
+
+    def score(self, requests, usage=None):
+        from picaco_dspy.objective.reference import ResponseLikelihood
+
+        return [ResponseLikelihood(total=self.logps[r.response], tokens=1) for r in requests]
+
+
+def test_the_rating_reading_is_the_expected_digit_under_the_whole_digit_distribution():
+    from picaco_dspy.objective.value_readings import RatingLikelihood
+
+    logps = {d: math.log(p) for d, p in zip("12345", [0.05, 0.05, 0.1, 0.2, 0.1])}  # need not sum to 1
+    scores = RatingLikelihood(DigitPreference(logps)).scores("q", "r", TWO)
+    expected = sum(int(d) * math.exp(lp) for d, lp in logps.items()) / sum(math.exp(lp) for lp in logps.values())
+    assert scores == {"Self-direction": pytest.approx(expected), "Benevolence": pytest.approx(expected)}
+    assert 1.0 <= expected <= 5.0
+
+
+def test_the_similarity_reading_ranks_a_response_about_a_value_highest_on_it():
+    from picaco_dspy.objective.value_readings import ValueStatementSimilarity
+
+    reader = ValueStatementSimilarity("hashing")
+    caring = reader.scores("q", "Caring for people close to you matters most.", TWO)
+    assert caring["Benevolence"] > caring["Self-direction"]
+    contrasted = ValueStatementSimilarity("hashing", contrast=True).scores("q", "Independent thought and action.", TWO)
+    assert sum(contrasted.values()) == pytest.approx(0.0) and contrasted["Self-direction"] > 0
+
+
+def test_contrasting_removes_what_a_response_scores_on_every_value_alike():
+    from picaco_dspy.evaluation.judge_agreement import contrast_scores
+
+    # response 0 is rated higher on everything (say, it is longer): contrast leaves only the lean between values
+    scores = [{"Self-direction": [5.0, 1.0], "Benevolence": [4.0, 2.0]}]
+    assert contrast_scores(scores) == [{"Self-direction": [0.5, -0.5], "Benevolence": [-0.5, 0.5]}]
+
+
+def test_a_rank_ensemble_ignores_scales_and_averages_ranks():
+    from picaco_dspy.evaluation.judge_agreement import rank_ensemble
+
+    big = [{"Self-direction": [100.0, 300.0, 200.0], "Benevolence": [1.0, 1.0, 2.0]}]
+    small = [{"Self-direction": [0.3, 0.2, 0.1], "Benevolence": [0.1, 0.2, 0.3]}]
+    combined = rank_ensemble([big, small])
+    assert combined == [{"Self-direction": [1.0, 1.5, 0.5], "Benevolence": [0.25, 0.75, 2.0]}]
+
+
+def test_the_trust_note_says_noise_when_the_interval_includes_zero_and_not_otherwise():
+    queries = [query([0.3, -0.1, 0.2], [-0.2, 0.4, 0.0], prompt=f"q{i}") for i in range(6)]
+    copy = agreement([dict(q.labels) for q in queries], queries, name="copier")
+    noisy = [{"Self-direction": [i % 3, (i + 1) % 3, (i + 2) % 3], "Benevolence": [2, 1, 0]} for i in range(6)]
+    chance = agreement(noisy, queries, name="guesser")
+    assert copy.discriminates and "better than chance" in copy.trust_note() and "noise" not in copy.trust_note()
+    assert not chance.discriminates and "measure noise" in chance.trust_note()
+
+
+def test_measure_judge_counts_the_judge_calls_and_a_bad_file_fails_before_any(tmp_path):
+    import dspy
+
+    from picaco_dspy.evaluation.judge_agreement import measure_judge
+    from picaco_dspy.objective.judge import ValueJudge
+    from picaco_dspy.testing.scripted_world import ScriptedEngine
+
+    labels = tmp_path / "labels.jsonl"
+    rows = [
+        {
+            "prompt": f"p{i}",
+            "responses": ["a", "bb", "ccc"],
+            "labels": {"Self-direction": [0, 1, 2], "Benevolence": [2, 1, 0]},
+        }
+        for i in range(3)
+    ]
+    labels.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    engine = ScriptedEngine()
+    judge = ValueJudge(lm=dspy.LM("scripted/judge", engine=engine, cache=False), use_logprobs=False)
+    report = measure_judge(judge, TWO, labels, limit=2)
+    assert report.judgements == 6 and report.usage["calls"] == 6  # one joint call per response, two queries
+    assert report.name == "judge scripted/judge"
+    (tmp_path / "bad.jsonl").write_text("{}\n")
+    with pytest.raises(ConfigurationError):
+        measure_judge(judge, TWO, tmp_path / "bad.jsonl")
+    assert report.usage["calls"] == 6 and engine.calls["judge"] == 6

@@ -11,6 +11,7 @@ import dspy
 import numpy as np
 
 from picaco_dspy.errors import JudgeError, PicacoError
+from picaco_dspy.evaluation.judge_agreement import AgreementReport
 from picaco_dspy.evaluation.pairwise import PairwiseJudge
 from picaco_dspy.evaluation.stats import bootstrap_ci, coefficient_of_variation
 from picaco_dspy.objective.bound import TotalCorrelationBound, prompt_text
@@ -163,8 +164,15 @@ def add_win_rate(
     return candidate
 
 
-def comparison_table(evaluations: Sequence[ProgramEvaluation]) -> str:
-    """A Markdown table: one row per program, one column per value, then overall, CV and judged/failed counts."""
+def comparison_table(evaluations: Sequence[ProgramEvaluation], agreement: AgreementReport | None = None) -> str:
+    """A Markdown table: one row per program, one column per value, then overall, CV and judged/failed counts.
+
+    Args:
+        evaluations: The programs' evaluations.
+        agreement: The evaluation judge's agreement with human value labels
+            (:func:`~picaco_dspy.evaluation.judge_agreement.measure_judge`); when given, a note under the table says
+            how much its scores can be trusted.
+    """
     if not evaluations:
         return ""
     names = list(evaluations[0].per_value)
@@ -183,6 +191,8 @@ def comparison_table(evaluations: Sequence[ProgramEvaluation]) -> str:
             str(ev.failed),
         ]
         rows.append("| " + " | ".join(cells) + " |")
+    if agreement is not None:
+        rows += ["", f"Judge agreement: {agreement.trust_note()}"]
     return "\n".join(rows)
 
 

@@ -74,9 +74,27 @@ class AgreementReport:
     judgements: int = 0
     usage: dict[str, Any] = field(default_factory=dict)
 
-    def row(self) -> str:
+    def row(self, width: int = 28) -> str:
         """One table row: name, mean Spearman [interval], pairwise accuracy, pairs."""
-        return f"{self.name:<28} {_fmt(self.overall)}"
+        return f"{self.name:<{width}} {_fmt(self.overall)}"
+
+    @property
+    def discriminates(self) -> bool:
+        """The overall interval lies above 0: the judge orders responses by value better than chance here."""
+        return self.overall.interval is not None and self.overall.interval[0] > 0
+
+    def trust_note(self) -> str:
+        """A sentence for readers of scores from this judge: how far its agreement with the labels goes."""
+        measured = f"{self.name} agrees with human value labels at Spearman {_fmt(self.overall).strip()}"
+        if self.discriminates:
+            return (
+                f"{measured}: it orders responses by value better than chance on these labels; differences smaller "
+                "than the intervals above are still not evidence."
+            )
+        return (
+            f"{measured}: the interval includes 0, so on these labels it does not order responses by value better "
+            "than chance. Differences in its scores measure noise, not alignment; use a stronger judge model."
+        )
 
     def per_value_lines(self) -> list[str]:
         """One line per value: mean Spearman [interval], pairwise accuracy, pairs."""
@@ -93,9 +111,10 @@ def _fmt(agreement: ValueAgreement) -> str:
 
 def agreement_table(reports: Sequence[AgreementReport]) -> str:
     """Reports side by side: overall mean Spearman [95 % CI], pairwise accuracy, time."""
-    lines = [f"{'judge':<28} {'Spearman [95% CI]':>26} {'pairwise':>6}   seconds"]
+    width = max([28, *(len(r.name) for r in reports)])
+    lines = [f"{'judge':<{width}} {'Spearman [95% CI]':>26} {'pairwise':>6}   seconds"]
     for report in reports:
-        lines.append(f"{report.row()}   {report.seconds:.1f}")
+        lines.append(f"{report.row(width)}   {report.seconds:.1f}")
     return "\n".join(lines)
 
 
@@ -257,6 +276,48 @@ def _summarise(correlations: np.ndarray, credit: float, pairs: float, *, seed: i
     return ValueAgreement(float(finite.mean()), (low, high), accuracy, int(pairs), int(finite.size))
 
 
+QueryScores = dict[str, list[float]]
+"""One query's scores: ``{value: [score per response]}``."""
+
+
+def collect_scores(
+    score: Callable[[str, str], dict[str, float]], queries: Sequence[LabelledQuery]
+) -> list[QueryScores]:
+    """Run ``score(prompt, response) -> {value: score}`` on every labelled response, grouped per query."""
+    collected = []
+    for query in queries:
+        per_response = [score(query.prompt, response) for response in query.responses]
+        collected.append({value: [float(s[value]) for s in per_response] for value in query.labels})
+    return collected
+
+
+def rank_ensemble(designs: Sequence[Sequence[QueryScores]]) -> list[QueryScores]:
+    """Per query and value, each response's rank averaged over several designs' scores (scale-free ensemble)."""
+    if not designs:
+        raise ValueError("rank_ensemble needs at least one design's scores")
+    combined = []
+    for per_design in zip(*designs):
+        combined.append(
+            {
+                value: [float(x) for x in np.mean([_ranks(d[value]) for d in per_design], axis=0)]
+                for value in per_design[0]
+            }
+        )
+    return combined
+
+
+def contrast_scores(scores: Sequence[QueryScores]) -> list[QueryScores]:
+    """Each response's score minus its mean over the values (see
+    :func:`picaco_dspy.objective.value_readings.contrasted`)."""
+    out = []
+    for query_scores in scores:
+        names = list(query_scores)
+        matrix = np.asarray([query_scores[n] for n in names], dtype=np.float64)  # values x responses
+        matrix = matrix - matrix.mean(axis=0, keepdims=True)
+        out.append({n: [float(x) for x in matrix[k]] for k, n in enumerate(names)})
+    return out
+
+
 def judge_agreement(
     score: Callable[[str, str], dict[str, float]],
     queries: Sequence[LabelledQuery],
@@ -271,13 +332,50 @@ def judge_agreement(
     ``lambda p, r: judge.judge(p, r, values).conformity``.
     """
     started = time.perf_counter()
-    scores = []
-    count = 0
-    for query in queries:
-        per_response = [score(query.prompt, response) for response in query.responses]
-        count += len(per_response)
-        scores.append({value: [s[value] for s in per_response] for value in query.labels})
+    scores = collect_scores(score, queries)
     report = agreement(scores, queries, name=name, margin=margin, seed=seed)
     report.seconds = time.perf_counter() - started
-    report.judgements = count
+    report.judgements = sum(len(q.responses) for q in queries)
+    return report
+
+
+def measure_judge(
+    judge: Any,
+    values: ValueSet,
+    labels: str | Path,
+    *,
+    limit: int | None = 20,
+    margin: float = 0.1,
+    name: str | None = None,
+) -> AgreementReport:
+    """Agreement of a :class:`~picaco_dspy.objective.judge.ValueJudge` with a labelled file, its LM calls counted.
+
+    Use it next to an evaluation to show how much a difference in the judge's scores can be trusted; ``usage`` holds
+    the judge's calls and tokens.
+
+    Args:
+        judge: The judge (anything with ``judge(prompt, response, values).conformity``).
+        values: The value set it judges.
+        labels: A labelled file (see :func:`load_labelled`).
+        limit: Use only the first ``limit`` queries (None: all).
+        margin: See :func:`agreement`.
+        name: Label of the report (default: the judge's LM).
+
+    Raises:
+        ConfigurationError: the file is missing or malformed, before any judge call.
+    """
+    from picaco_dspy.runtime.usage import UsageMeter
+
+    queries = load_labelled(labels, values, limit=limit)
+    meter = UsageMeter()
+    lm = getattr(judge, "lm", None)
+    label = name or f"judge {getattr(lm, 'model', 'configured LM')}"
+    with meter.track("judge"):
+        report = judge_agreement(
+            lambda prompt, response: judge.judge(prompt, response, values).conformity,
+            queries,
+            name=label,
+            margin=margin,
+        )
+    report.usage = meter.snapshot()["judge"]
     return report

@@ -18,6 +18,7 @@ from picaco_dspy.objective.judge_parsing import (
     JudgementParseError,
     conformity_to_probability,
     expected_score_at,
+    first_token_expected_score,
     parse_ratings,
     parse_single_score,
     parse_verdict,
@@ -355,8 +356,15 @@ class ValueJudge(dspy.Module):
             return score, method, attempts, raw
 
         def read_score(pred: dspy.Prediction) -> tuple[float, str]:
-            parsed = parse_single_score(pred.score or "")
             tokens = tokens_from_logprobs(getattr(pred, "logprobs", None))
+            try:
+                parsed = parse_single_score(pred.score or "")
+            except JudgementParseError:
+                # no digit in the answer: the digits' share of the first answer token is still a rating
+                expected = first_token_expected_score(tokens)
+                if expected is None:
+                    raise
+                return float(expected), "logprobs-first-token"
             if tokens:
                 full_text = "".join(str(t.get("token", "")) for t in tokens)
                 # the field text sits inside the completion: locate the same digit there
@@ -385,7 +393,7 @@ class ValueJudge(dspy.Module):
                 if lm is not None and not (lm.kwargs.get("temperature") or 0):
                     config["temperature"] = 1.0
             if self._wants_logprobs():
-                config.update(logprobs=True, top_logprobs=20 if self.scale == "yes_no" else 5)
+                config.update(logprobs=True, top_logprobs=20)
             raw = ""
             try:
                 pred = self._predict(predictor, config, inputs)

@@ -185,6 +185,16 @@ def expected_score_at(tokens: Sequence[Mapping[str, Any]], char_offset: int) -> 
     return None
 
 
+def first_token_expected_score(tokens: Sequence[Mapping[str, Any]]) -> float | None:
+    """Expected 1-5 score over the digit alternatives of the first answer token, whatever token was chosen.
+
+    This reads a rating from a judge that starts its answer with something else (small models often do): the
+    distribution it puts on the digits at the answer position is still a rating. None when no digit is among the
+    reported alternatives.
+    """
+    return _expected_digit(tokens[0]) if tokens else None
+
+
 def _expected_digit(token: Mapping[str, Any]) -> float | None:
     weights: dict[int, float] = {}
     alternatives = list(token.get("top_logprobs") or [])

@@ -36,6 +36,14 @@ def register(sub: Any) -> None:
         action="store_true",
         help="judge every program pairwise against the first one (win rate with a bootstrap interval)",
     )
+    parser.add_argument(
+        "--agreement-labels",
+        help="also measure the judge against this human-labelled file (as `picaco judge-check --labels`) and say "
+        "under the table how far its scores can be trusted",
+    )
+    parser.add_argument(
+        "--agreement-limit", type=int, default=20, help="labelled queries used by --agreement-labels (default 20)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="parallel LM calls (keep 1 for local models)")
     parser.add_argument("--out", type=Path, help="write evaluation.json, evaluation.md and radar.png here")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -47,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     from picaco_dspy.cli.program_loader import load_program
     from picaco_dspy.evaluation.evaluate import add_win_rate, comparison_table, evaluate_program
+    from picaco_dspy.evaluation.judge_agreement import load_labelled, measure_judge
     from picaco_dspy.evaluation.pairwise import PairwiseJudge
     from picaco_dspy.evaluation.report import radar_chart
     from picaco_dspy.models.from_spec import make_metric, make_target
@@ -55,7 +64,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads < 1:
         raise CliError(f"--threads must be at least 1, got {args.threads}")
+    if args.agreement_limit < 1:
+        raise CliError(f"--agreement-limit must be at least 1, got {args.agreement_limit}")
     values = ValueSet.resolve(args.values)
+    if args.agreement_labels:
+        load_labelled(args.agreement_labels, values, limit=args.agreement_limit)  # a bad file fails before any call
     program, input_field = load_program(args.program)
     examples = to_examples(load_prompts(args.prompts, args.prompt_column), input_field)
     if args.no_bare and not args.state:
@@ -82,7 +95,10 @@ def run(args: argparse.Namespace) -> int:
             judge = PairwiseJudge(lm=metric.judge.lm)
             for evaluation in evaluations[1:]:
                 add_win_rate(evaluation, evaluations[0], judge, values, num_threads=args.threads, progress=progress)
-    table = comparison_table(evaluations)
+    agreement = None
+    if args.agreement_labels:
+        agreement = measure_judge(metric.judge, values, args.agreement_labels, limit=args.agreement_limit)
+    table = comparison_table(evaluations, agreement)
     print(table)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

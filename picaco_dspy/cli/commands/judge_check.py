@@ -59,10 +59,5 @@ def run(args: argparse.Namespace) -> int:
     print(agreement_table([baseline, report]))
     print("\nPer value (judge):")
     print("\n".join(report.per_value_lines()))
-    low = report.overall.interval[0] if report.overall.interval else None
-    if low is None or low <= 0:
-        print(
-            "\nThe interval includes 0: on these labels the judge does not order responses by value better than "
-            "chance. Scores from it measure noise; use a stronger judge model."
-        )
+    print(f"\n{report.trust_note()}")
     return 0
