@@ -397,7 +397,8 @@ def test_an_unknown_reference_model_is_named_before_any_lm_call(capsys, tmp_path
     assert not (tmp_path / "o").exists()
 
 
-def test_judge_check_prints_agreement_with_labels_next_to_a_length_baseline(capsys, tmp_path):
+def two_value_labels(tmp_path):
+    """A two-value set and a labelled file for it (two queries of two responses)."""
     labels = tmp_path / "labels.jsonl"
     rows = [
         {
@@ -427,9 +428,32 @@ def test_judge_check_prints_agreement_with_labels_next_to_a_length_baseline(caps
             }
         )
     )
+    return values, labels
+
+
+def test_judge_check_prints_agreement_with_labels_next_to_a_length_baseline(capsys, tmp_path):
+    values, labels = two_value_labels(tmp_path)
     code, out, err = run(capsys, "judge-check", "--values", str(values), "--labels", str(labels))
     assert code == 0, err
     assert "2 queries, 4 responses" in out and "response length (baseline)" in out and "judge local" in out
     assert "Universalism" in out and "pairwise" in out
     code, _, err = run(capsys, "judge-check", "--values", "liberalism-4", "--labels", str(labels))
     assert code == 2 and "no labels for" in err and "Hedonism" in err
+
+
+def test_evaluate_says_under_the_table_how_far_the_judge_agrees_with_human_labels(capsys, tmp_path):
+    values, labels = two_value_labels(tmp_path)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"prompt": "How do I spend a free Sunday?"}) + "\n")
+    argv = ["evaluate", "--values", str(values), "--prompts", str(prompts), "--max-tokens", "16"]
+    code, out, err = run(capsys, *argv, "--agreement-labels", str(labels), "--out", str(tmp_path / "e"))
+    assert code == 0, err
+    note = out.split("Judge agreement:")[1]
+    assert "judge local" in note and "Spearman" in note and ("chance" in note)
+    assert "Judge agreement:" in (tmp_path / "e" / "evaluation.md").read_text()
+    saved = json.loads((tmp_path / "e" / "judge_agreement.json").read_text())
+    assert saved["judgements"] == 4 and saved["usage"]["calls"] == 8  # 4 responses x 2 values, yes/no each
+    code, _, err = run(
+        capsys, "evaluate", "--values", "liberalism-4", "--prompts", str(prompts), "--agreement-labels", str(labels)
+    )
+    assert code == 2 and "no labels for" in err  # the file is checked before any model is loaded or called

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -105,5 +106,7 @@ def run(args: argparse.Namespace) -> int:
         (args.out / "evaluation.json").write_text(json.dumps([e.to_dict() for e in evaluations], indent=2))
         (args.out / "evaluation.md").write_text(table + "\n")
         radar_chart({e.label: e.per_value for e in evaluations}, args.out / "radar.png", title=values.name)
+        if agreement is not None:
+            (args.out / "judge_agreement.json").write_text(json.dumps(dataclasses.asdict(agreement), indent=2))
         print(f"\nWrote {args.out / 'evaluation.json'}, {args.out / 'evaluation.md'}, {args.out / 'radar.png'}")
     return 0
