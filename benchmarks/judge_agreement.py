@@ -22,12 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("DSPY_CACHEDIR", tempfile.mkdtemp(prefix="judge-agreement-"))  # times without old answers
 
 DEFAULT_LABELS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "value_portrait_dev.jsonl"
 LOCAL_DESIGNS = ("yes-no", "rating", "pmi", "embedding")

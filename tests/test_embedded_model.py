@@ -73,7 +73,15 @@ def test_local_sampling_is_reproducible_from_an_empty_cache(tmp_path):
     assert texts[0] == texts[1] and texts[0].strip()
 
 
-def test_yes_no_judge_reads_probabilities():
+def test_yes_no_judge_reads_probabilities(caplog, monkeypatch):
+    from picaco_dspy.models import embedded
+
+    monkeypatch.setattr(embedded, "_WARNED", type(embedded._WARNED)())  # as in a fresh process
+    with caplog.at_level("WARNING", logger="picaco_dspy.models.embedded"):
+        embedded_judge()
+        embedded_judge()
+    warnings = [r.getMessage() for r in caplog.records if r.name == "picaco_dspy.models.embedded"]
+    assert len(warnings) == 1 and "no better than chance" in warnings[0]  # said once, not per judge
     judgement = embedded_judge().judge(
         "What should I do this weekend?", "Go hiking and try a new trail!", ValueSet.builtin("liberalism-4")
     )

@@ -6,6 +6,8 @@ answers, judgements and proposals are weak. Point the same components at a real 
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Any
 
 import dspy
@@ -18,6 +20,14 @@ from picaco_dspy.objective.bound import TotalCorrelationBound
 from picaco_dspy.objective.judge import ValueJudge
 from picaco_dspy.objective.reference import ReferenceModel
 from picaco_dspy.objective.values import ValueSet
+
+logger = logging.getLogger(__name__)
+_WARNED = threading.Event()
+CHANCE_WARNING = (
+    "The embedded judge agrees with human value labels no better than chance (Spearman +0.006 [-0.059, +0.069] on "
+    "Value Portrait; docs/judges.md): its scores test the plumbing, they do not measure alignment. Use a stronger "
+    "judge model for results."
+)
 
 # The verdict is read from the first answer token's log-probabilities: one token is all a yes/no question costs.
 _VERDICT_TOKENS = 1
@@ -39,7 +49,14 @@ def embedded_lm(*, temperature: float = 0.7, max_tokens: int = 128, model: str =
 
 
 def embedded_judge(*, model: str = EMBEDDED_MODEL) -> ValueJudge:
-    """A yes/no log-probability judge on the embedded model: one short call per value, no output parsing needed."""
+    """A yes/no log-probability judge on the embedded model: one short call per value, no output parsing needed.
+
+    It does not order responses by value better than chance on human labels (docs/judges.md); the first one built
+    in a process logs a warning saying so.
+    """
+    if not _WARNED.is_set():
+        _WARNED.set()
+        logger.warning(CHANCE_WARNING)
     return yes_no_judge(local_lm(model, temperature=0.0, max_tokens=_VERDICT_TOKENS))
 
 
