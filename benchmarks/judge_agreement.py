@@ -35,7 +35,7 @@ DEFAULT_LABELS = Path(__file__).resolve().parents[1].parent / "shared" / "datase
 LOCAL_DESIGNS = ("yes-no", "rating", "pmi", "embedding")
 
 
-def _scorer(design: str, values, api_base: str | None) -> Callable[[str, str], dict[str, float]]:
+def _scorer(design: str, values, api_base: str | None, adapter: str) -> Callable[[str, str], dict[str, float]]:
     from picaco_dspy.models.from_spec import make_metric
     from picaco_dspy.objective import value_readings
 
@@ -49,7 +49,7 @@ def _scorer(design: str, values, api_base: str | None) -> Callable[[str, str], d
     if design in readers:
         reader = readers[design]()
         return lambda p, r: reader.scores(p, r, values)
-    judge = make_metric(values, design, None, 256, api_base).judge
+    judge = make_metric(values, design, None, 256, api_base, adapter=adapter).judge
     return lambda p, r: judge.judge(p, r, values).conformity
 
 
@@ -69,7 +69,8 @@ def main() -> None:
     parser.add_argument("--values", default="liberalism-4")
     parser.add_argument("--designs", nargs="*", default=list(LOCAL_DESIGNS), help=f"of {LOCAL_DESIGNS}")
     parser.add_argument("--judges", nargs="*", default=[], help="litellm model strings, as picaco's --judge")
-    parser.add_argument("--api-base")
+    parser.add_argument("--api-base", help="OpenAI-compatible server for the --judges models")
+    parser.add_argument("--adapter", default="auto", choices=["auto", "chat", "plain"], help="as picaco's --adapter")
     parser.add_argument("--limit", type=int)
     parser.add_argument("--cache", type=Path, default=Path("runs/judge_agreement"), help="per-design score cache")
     args = parser.parse_args()
@@ -88,7 +89,7 @@ def main() -> None:
             scores[design], seconds[design] = cached["scores"], cached["seconds"]
             continue
         started = time.perf_counter()
-        scores[design] = collect_scores(_scorer(design, values, args.api_base), queries)
+        scores[design] = collect_scores(_scorer(design, values, args.api_base, args.adapter), queries)
         seconds[design] = time.perf_counter() - started
         path.write_text(json.dumps({"scores": scores[design], "seconds": seconds[design]}))
 

@@ -162,3 +162,24 @@ def test_sampled_requests_never_reuse_the_prefix_cache():
     assert engine._last is None
     lengths = [e["usage"]["prompt_tokens"] for e in lm.history]
     assert engine.prefill_tokens == sum(lengths)  # every prompt token was run: nothing reused
+
+
+def test_the_rating_reading_is_the_models_digit_distribution_at_the_answer_position():
+    import torch
+
+    from picaco_dspy.objective.value_readings import _RATER_SYSTEM, RatingLikelihood
+
+    reference = ReferenceModel("embedded", max_response_tokens=64)
+    reader = RatingLikelihood(reference)
+    values = ValueSet.builtin("liberalism-4")
+    prompt, response = "What should I do this weekend?", "Go hiking with friends and try a new trail!"
+    scores = reader.scores(prompt, response, values)
+    tokenizer, model = reference._tokenizer, reference._model
+    digit_ids = [tokenizer(d, add_special_tokens=False).input_ids for d in "12345"]
+    assert all(len(ids) == 1 for ids in digit_ids)  # each answer is one token: the reading is one position
+    for value in values:
+        ids = reference._prefix_ids(_RATER_SYSTEM, RatingLikelihood._user(prompt, response, value))
+        with torch.inference_mode():
+            logits = model(torch.tensor([ids])).logits[0, -1].float()
+        p = torch.softmax(logits[[i[0] for i in digit_ids]], dim=0)
+        assert scores[value.name] == pytest.approx(float((p * torch.arange(1, 6)).sum()), abs=1e-3)

@@ -238,3 +238,20 @@ def test_measure_judge_counts_the_judge_calls_and_a_bad_file_fails_before_any(tm
     with pytest.raises(ConfigurationError):
         measure_judge(judge, TWO, tmp_path / "bad.jsonl")
     assert report.usage["calls"] == 6 and engine.calls["judge"] == 6
+
+
+def test_a_failed_judgement_is_left_out_and_counted_never_scored(caplog):
+    from picaco_dspy.errors import JudgeError
+
+    queries = [query([0.5, -0.1, 0.2], [-0.2, 0.4, 0.0])]
+
+    def flaky(prompt, response):
+        if response == "r1":
+            raise JudgeError("the judge LM call failed: RateLimitError")
+        return {"Self-direction": {"r0": 3.0, "r2": 2.0}[response], "Benevolence": {"r0": 1.0, "r2": 2.0}[response]}
+
+    report = judge_agreement(flaky, queries, name="flaky")
+    assert report.failed == 1 and report.judgements == 3
+    assert report.per_value["Self-direction"].spearman == pytest.approx(1.0)  # r0 > r2, as labelled; r1 left out
+    assert report.per_value["Self-direction"].pairs == 1
+    assert "1 judgements failed" in agreement_table([report]) and "RateLimitError" in caplog.text

@@ -207,7 +207,7 @@ def _seeded_student(context: MethodContext, metric: TotalCorrelationBound) -> ds
 
 def _evaluation_cost(examples: Sequence[dspy.Example], metric: TotalCorrelationBound) -> int:
     """LM calls to run and judge a program once on ``examples``."""
-    return len(examples) * (1 + (1 if metric.judge.mode == "joint" else len(metric.values)))
+    return len(examples) * (1 + metric.judge.lm_calls_per_view(metric.values))
 
 
 def _copro(context: MethodContext, metric: TotalCorrelationBound, proposer: dspy.BaseLM) -> dspy.Module:

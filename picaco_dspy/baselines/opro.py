@@ -148,7 +148,7 @@ class OPRO(Teleprompter):
         meter = UsageMeter()
         result = OPROResult()
         prompts = [prompt_text(ex, self.metric.prompt_field) for ex in examples]
-        judge_calls = 1 if self.metric.judge.mode == "joint" else len(self.metric.values)
+        judge_calls = self.metric.judge.lm_calls_per_view(self.metric.values)
         evaluation_cost = len(examples) * (1 + judge_calls)
 
         def spent() -> int:

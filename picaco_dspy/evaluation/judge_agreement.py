@@ -18,6 +18,7 @@ Value names are matched ignoring case, spaces, hyphens and underscores (``Self-d
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import time
@@ -28,9 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from picaco_dspy.errors import ConfigurationError
+from picaco_dspy.errors import ConfigurationError, JudgeError
 from picaco_dspy.evaluation.stats import bootstrap_ci
 from picaco_dspy.objective.values import ValueSet
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,13 +68,17 @@ class ValueAgreement:
 
 @dataclass
 class AgreementReport:
-    """Per-value and overall agreement of one judge (or any scorer) with the labels."""
+    """Per-value and overall agreement of one judge (or any scorer) with the labels.
+
+    ``judgements`` counts the responses scored, ``failed`` those whose judgement failed (left out, never scored).
+    """
 
     name: str
     per_value: dict[str, ValueAgreement]
     overall: ValueAgreement
     seconds: float = 0.0
     judgements: int = 0
+    failed: int = 0
     usage: dict[str, Any] = field(default_factory=dict)
 
     def row(self, width: int = 28) -> str:
@@ -114,7 +121,8 @@ def agreement_table(reports: Sequence[AgreementReport]) -> str:
     width = max([28, *(len(r.name) for r in reports)])
     lines = [f"{'judge':<{width}} {'Spearman [95% CI]':>26} {'pairwise':>6}   seconds"]
     for report in reports:
-        lines.append(f"{report.row(width)}   {report.seconds:.1f}")
+        failed = f"   {report.failed} judgements failed, left out" if report.failed else ""
+        lines.append(f"{report.row(width)}   {report.seconds:.1f}{failed}")
     return "\n".join(lines)
 
 
@@ -251,7 +259,8 @@ def agreement(
     for query_scores, query in zip(scores, queries):
         for value in names:
             labels = query.labels[value]
-            keep = [i for i, lab in enumerate(labels) if not math.isnan(lab)]
+            judged_all = query_scores[value]
+            keep = [i for i, lab in enumerate(labels) if not (math.isnan(lab) or math.isnan(judged_all[i]))]
             judged = [float(query_scores[value][i]) for i in keep]
             rho = spearman(judged, [labels[i] for i in keep]) if len(keep) >= 2 else None
             table[value].append(math.nan if rho is None else rho)
@@ -283,10 +292,20 @@ QueryScores = dict[str, list[float]]
 def collect_scores(
     score: Callable[[str, str], dict[str, float]], queries: Sequence[LabelledQuery]
 ) -> list[QueryScores]:
-    """Run ``score(prompt, response) -> {value: score}`` on every labelled response, grouped per query."""
+    """Run ``score(prompt, response) -> {value: score}`` on every labelled response, grouped per query.
+
+    A judgement that raises :class:`~picaco_dspy.errors.JudgeError` is logged and recorded as NaN for every value:
+    :func:`agreement` leaves it out, as it does a missing label (a failed call never becomes a score).
+    """
     collected = []
     for query in queries:
-        per_response = [score(query.prompt, response) for response in query.responses]
+        per_response = []
+        for response in query.responses:
+            try:
+                per_response.append(score(query.prompt, response))
+            except JudgeError as exc:
+                logger.warning("Judgement failed and is left out of the agreement: %s", exc)
+                per_response.append(dict.fromkeys(query.labels, math.nan))
         collected.append({value: [float(s[value]) for s in per_response] for value in query.labels})
     return collected
 
@@ -336,6 +355,7 @@ def judge_agreement(
     report = agreement(scores, queries, name=name, margin=margin, seed=seed)
     report.seconds = time.perf_counter() - started
     report.judgements = sum(len(q.responses) for q in queries)
+    report.failed = sum(math.isnan(x) for query_scores in scores for x in next(iter(query_scores.values())))
     return report
 
 

@@ -229,6 +229,10 @@ class ValueJudge(dspy.Module):
             conformity=judgement.conformity, probabilities=judgement.probabilities, method=judgement.method
         )
 
+    def lm_calls_per_view(self, values: ValueSet) -> int:
+        """LM calls to judge one view of a response: 1 in joint mode, one per value otherwise."""
+        return 1 if self.mode == "joint" else len(values)
+
     def judge(self, prompt: str, response: str, values: ValueSet) -> Judgement:
         """Judge one response against every value of ``values``.
 

@@ -17,6 +17,8 @@ objective adds the values up (see docs/judges.md).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from picaco_dspy.objective.redundancy import Embedder, resolve_embedder
@@ -68,12 +70,15 @@ class ValueStatementLikelihood:
             "Which human value does the assistant's response reflect most?"
         )
 
-    def scores(self, prompt: str, response: str, values: ValueSet) -> dict[str, float]:
-        """``{value: PMI}`` for one response (higher: the response makes the value's statement more likely)."""
+    def scores(self, prompt: str, response: str, values: ValueSet, usage: Any = None) -> dict[str, float]:
+        """``{value: PMI}`` for one response (higher: the response makes the value's statement more likely).
+
+        ``usage`` receives the reference model's forward passes and tokens (anything with ``record(role, ...)``).
+        """
         statements = [_statement(v) for v in values]
         with_response = [LikelihoodRequest(_READER_SYSTEM, self._user(prompt, response), s) for s in statements]
         with_null = [LikelihoodRequest(_READER_SYSTEM, self._user(prompt, _NULL), s) for s in statements]
-        scored = self.reference.score(with_response + with_null)
+        scored = self.reference.score(with_response + with_null, usage)
         k = len(statements)
         pmi = dict(zip(values.names, (a.mean - b.mean for a, b in zip(scored[:k], scored[k:]))))
         return contrasted(pmi) if self.contrast else pmi

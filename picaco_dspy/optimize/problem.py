@@ -52,7 +52,7 @@ class AlignmentProblem:
     def judge_calls_per_response(self) -> int:
         """Judge calls for one response (a screened response's second view is not foreseen: it is the exception)."""
         judge = self.metric.judge
-        per_view = 1 if judge.mode == "joint" else len(self.values)
+        per_view = judge.lm_calls_per_view(self.values)
         return per_view + int(bool(getattr(judge, "screen_call", False)))
 
     def system_for(self, meta_instruction: str) -> str:
