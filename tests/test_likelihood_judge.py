@@ -83,3 +83,26 @@ def test_the_bound_uses_it_unchanged():
 def test_a_bad_scale_is_refused():
     with pytest.raises(ValueError, match="positive"):
         LikelihoodJudge(WordOverlap(), scale=0)
+
+
+def test_the_run_identity_names_the_likelihood_judge_not_the_target():
+    import dspy
+
+    from picaco_dspy.models.from_spec import check_model_spec, make_metric
+    from picaco_dspy.programs.assistant import Assistant
+    from picaco_dspy.runtime.identity import model_names
+
+    metric = TotalCorrelationBound(TWO, judge=LikelihoodJudge(WordOverlap()), redundancy="hashing")
+    with dspy.context(lm=dspy.LM("openai/gpt-4o-mini")):
+        models = model_names(Assistant(), ["respond"], metric, proposer_lm=None)
+    assert models["judge"] == "local/likelihood-reference"
+    check_model_spec("likelihood", "judge")
+    check_model_spec("likelihood:HuggingFaceTB/SmolLM2-360M-Instruct", "judge")
+    from picaco_dspy.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        check_model_spec("likelihood:./no/such/folder", "judge")
+    with pytest.raises(ConfigurationError):
+        check_model_spec("likelihood", "target")  # a judge-only spec
+    shared = make_metric(TWO, "likelihood", "embedded", 64)
+    assert shared.judge.reading.reference is shared.reference  # one copy of the model in memory

@@ -19,6 +19,7 @@ from picaco_dspy.models.adapters import PlainTextAdapter
 from picaco_dspy.models.embedded import embedded_judge, embedded_lm, yes_no_judge
 from picaco_dspy.objective.bound import TotalCorrelationBound
 from picaco_dspy.objective.judge import ValueJudge
+from picaco_dspy.objective.likelihood_judge import LikelihoodJudge
 from picaco_dspy.objective.reference import LikelihoodScorer, ReferenceModel
 from picaco_dspy.objective.served_reference import ServedReferenceModel
 from picaco_dspy.objective.values import ValueSet
@@ -56,19 +57,23 @@ def make_metric(
     back to the embedded model when it cannot echo them. ``adapter="plain"`` makes a served judge the yes/no
     log-probability judge.
     """
-    if is_local(judge):
+    ref: LikelihoodScorer | None = None
+    if reference and reference != "server":
+        ref = ReferenceModel(reference, max_response_tokens=max_tokens)
+    if is_likelihood_judge(judge):
+        model = likelihood_model(judge)
+        shared = isinstance(ref, ReferenceModel) and ref.model_name == model
+        judge_module: ValueJudge = LikelihoodJudge(ref if shared else ReferenceModel(model, max_response_tokens=64))
+    elif is_local(judge):
         judge_module = embedded_judge(model=local_model(judge))
     elif adapter == "plain":
         judge_module = yes_no_judge(litellm_lm(judge, api_base))
     else:
         judge_module = ValueJudge(lm=litellm_lm(judge, api_base, temperature=0.0))
-    ref: LikelihoodScorer | None = None
     if reference == "server":
         if target is None or is_local(target) or not api_base:
             raise ConfigurationError("--reference server needs a served --target and its --api-base.")
         ref = ServedReferenceModel(target, api_base, max_response_tokens=max_tokens, api_key=_api_key())
-    elif reference:
-        ref = ReferenceModel(reference, max_response_tokens=max_tokens)
     return TotalCorrelationBound(values, judge=judge_module, reference=ref, beta=beta)
 
 
@@ -104,8 +109,10 @@ def check_model_spec(model: str, role: str, *, template_allowed: bool = False) -
     """
     if not isinstance(model, str) or not model.strip() or any(not c.isprintable() for c in model):
         raise ConfigurationError(f"--{role} {excerpt(model, 60)} is not a model name; use 'local' or a litellm string.")
-    if model == "local" or (template_allowed and model == "template"):
+    if model == "local" or (template_allowed and model == "template") or (role == "judge" and model == "likelihood"):
         return
+    if role == "judge" and model.startswith("likelihood:"):
+        model = "local:" + model.split(":", 1)[1]  # the same checks as a local model
     if model.startswith("local:"):
         where = model.split(":", 1)[1]
         path = Path(where).expanduser()
@@ -163,6 +170,16 @@ def check_api_base(api_base: str | None) -> None:
         raise ConfigurationError(
             f"--api-base {excerpt(api_base, 60)} is not an http(s) URL with a host, e.g. http://localhost:8000/v1."
         )
+
+
+def is_likelihood_judge(judge: str) -> bool:
+    """Whether ``judge`` names the likelihood (PMI) judge: ``likelihood`` (embedded model) or ``likelihood:<id>``."""
+    return judge == "likelihood" or judge.startswith("likelihood:")
+
+
+def likelihood_model(judge: str) -> str:
+    """The local model of a likelihood judge spec (``embedded`` for plain ``likelihood``)."""
+    return judge.split(":", 1)[1] if judge.startswith("likelihood:") else "embedded"
 
 
 def is_local(model: str) -> bool:

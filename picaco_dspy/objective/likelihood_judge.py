@@ -43,6 +43,11 @@ class LikelihoodJudge(ValueJudge):
         self.pmi_scale = float(scale)
         self.reading = ValueStatementLikelihood(reference)
 
+    @property
+    def local_model(self) -> str:
+        """The judge's model as the run identity names it (``local/``: free, no price needed)."""
+        return f"local/likelihood-{getattr(self.reading.reference, 'model_name', 'reference')}"
+
     def lm_calls_per_view(self, values: ValueSet) -> int:
         """No LM call: the statements are scored by the local reference model."""
         return 0
