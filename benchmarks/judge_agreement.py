@@ -53,6 +53,31 @@ def _scorer(design: str, values, api_base: str | None, adapter: str) -> Callable
     return lambda p, r: judge.judge(p, r, values).conformity
 
 
+def recital_lines(labels: Path, variants: dict[str, tuple[list, float]], limit: int | None) -> list[str]:
+    """For files whose lines name each response's ``kinds`` with a ``recital`` (names every value, acts on none):
+    per design, how often the recital ranks first on a value and how often the response that honours it does."""
+    import numpy as np
+
+    rows = [json.loads(line) for line in labels.read_text().splitlines() if line.strip()][:limit]
+    if not rows or "recital" not in rows[0].get("kinds", []):
+        return []
+    lines = ["", "recital (names every value, acts on none) vs the response that honours the value, top rank share:"]
+    for name, (scores, _) in variants.items():
+        recital_top = target_top = count = 0
+        for row, query_scores in zip(rows, scores):
+            kinds = [k.lower() for k in row["kinds"]]
+            for value, judged in query_scores.items():
+                order = np.asarray(judged).argsort(kind="stable")[::-1]
+                key = value.lower().replace("_", "-")
+                recital_top += kinds[order[0]] == "recital"
+                target_top += kinds[order[0]] == key
+                count += 1
+        lines.append(
+            f"  {name:<44} recital {recital_top / count:>4.0%}   honouring response {target_top / count:>4.0%}"
+        )
+    return lines
+
+
 def main() -> None:
     from picaco_dspy.evaluation.judge_agreement import (
         agreement,
@@ -120,6 +145,7 @@ def main() -> None:
     print(f"{table[0]}   halves (Spearman)")
     for line, report in zip(table[1:], rows):
         print(f"{line}   {halves[report.name]}")
+    print("\n".join(recital_lines(args.labels, variants, args.limit)))
     for report in rows[1:]:
         print(f"\n{report.name}, per value:")
         print("\n".join(report.per_value_lines()))
