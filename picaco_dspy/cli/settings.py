@@ -34,7 +34,10 @@ class CompileSettings:
         "local", "target model: litellm string, 'local' (embedded, default) or local:<HF id or folder>", "--target"
     )
     judge: str = _option(
-        "local", "judge model: litellm string, 'local' (embedded, default) or local:<HF id or folder>", "--judge"
+        "local",
+        "judge model: litellm string, 'local' (embedded, default) or local:<HF id or folder>; 'likelihood' or "
+        "likelihood:<HF id or folder> reads value-statement likelihoods instead of asking (docs/judges.md)",
+        "--judge",
     )
     proposer: str = _option(
         "local",

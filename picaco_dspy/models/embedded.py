@@ -25,8 +25,8 @@ logger = logging.getLogger(__name__)
 _WARNED = threading.Event()
 CHANCE_WARNING = (
     "The embedded judge agrees with human value labels no better than chance (Spearman +0.006 [-0.059, +0.069] on "
-    "Value Portrait; docs/judges.md): its scores test the plumbing, they do not measure alignment. Use a stronger "
-    "judge model for results."
+    "Value Portrait; weakly above chance on clear contrasts; docs/judges.md): its scores test the plumbing, they do "
+    "not measure alignment. Use a stronger judge model for results."
 )
 
 # The verdict is read from the first answer token's log-probabilities: one token is all a yes/no question costs.

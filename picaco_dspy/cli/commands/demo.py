@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         f"picaco demo: aligning the example assistant to {args.values} on the embedded SmolLM2-135M model, "
         f"{args.train} prompts from '{prompt_set.name}', {args.val} held out, {args.iterations} iterations.\n"
         "The embedded model is tiny: expect weak answers; the point is the whole method running offline.\n"
-        "Its judge agrees with human value labels no better than chance (benchmarks/judge_agreement.py): the "
+        "Its judge agrees with human value labels no better than chance (docs/judges.md): the "
         "before/after table below is a plumbing check, not a measurement.",
         file=sys.stderr,
     )
