@@ -17,6 +17,7 @@ from picaco_dspy.evaluation.judge_agreement import (
     spearman,
 )
 from picaco_dspy.objective.values import ValueSet
+from tests.support.scripted_reference import WordOverlap
 
 TWO = ValueSet.from_dict(
     {
@@ -127,20 +128,6 @@ def test_missing_labels_for_some_responses_are_skipped_not_counted():
     report = agreement([{"Self-direction": [2, 0, 1], "Benevolence": [1, 2, 3]}], queries)
     assert report.per_value["Self-direction"].spearman == pytest.approx(1.0)
     assert report.per_value["Self-direction"].pairs == 1
-
-
-class WordOverlap:
-    """A scripted reference model: a statement is likelier the more of its words the prompt context contains."""
-
-    def score(self, requests, usage=None):
-        from picaco_dspy.objective.reference import ResponseLikelihood
-
-        out = []
-        for r in requests:
-            words = r.response.lower().replace(":", " ").split()
-            hits = sum(w in r.user.lower() for w in words)
-            out.append(ResponseLikelihood(total=-float(len(words) - hits), tokens=len(words)))
-        return out
 
 
 def test_the_likelihood_reading_rewards_responses_that_make_a_value_statement_likelier():

@@ -8,9 +8,9 @@ import pytest
 
 from picaco_dspy.objective.bound import TotalCorrelationBound
 from picaco_dspy.objective.likelihood_judge import PMI_SCALE, LikelihoodJudge
-from picaco_dspy.objective.reference import ResponseLikelihood
 from picaco_dspy.objective.values import ValueSet
 from picaco_dspy.runtime.usage import UsageMeter
+from tests.support.scripted_reference import WordOverlap
 
 TWO = ValueSet.from_dict(
     {
@@ -21,24 +21,6 @@ TWO = ValueSet.from_dict(
         ],
     }
 )
-
-
-class WordOverlap:
-    """A scripted reference model: a statement is likelier the more of its words the context contains."""
-
-    def __init__(self):
-        self.requests = 0
-
-    def score(self, requests, usage=None):
-        self.requests += len(requests)
-        if usage is not None:
-            usage.record("reference", calls=len(requests), input_tokens=10 * len(requests))
-        out = []
-        for r in requests:
-            words = r.response.lower().replace(":", " ").split()
-            hits = sum(w in r.user.lower() for w in words)
-            out.append(ResponseLikelihood(total=-float(len(words) - hits), tokens=len(words)))
-        return out
 
 
 def test_conformity_rises_with_the_statement_likelihood_and_no_information_is_neutral():
