@@ -261,7 +261,7 @@ def agreement(
             labels = query.labels[value]
             judged_all = query_scores[value]
             keep = [i for i, lab in enumerate(labels) if not (math.isnan(lab) or math.isnan(judged_all[i]))]
-            judged = [float(query_scores[value][i]) for i in keep]
+            judged = [float(judged_all[i]) for i in keep]
             rho = spearman(judged, [labels[i] for i in keep]) if len(keep) >= 2 else None
             table[value].append(math.nan if rho is None else rho)
             got, count = _pairs(judged, [labels[i] for i in keep], margin)
@@ -362,7 +362,7 @@ def judge_agreement(
 def measure_judge(
     judge: Any,
     values: ValueSet,
-    labels: str | Path,
+    labels: str | Path | Sequence[LabelledQuery],
     *,
     limit: int | None = 20,
     margin: float = 0.1,
@@ -376,7 +376,7 @@ def measure_judge(
     Args:
         judge: The judge (anything with ``judge(prompt, response, values).conformity``).
         values: The value set it judges.
-        labels: A labelled file (see :func:`load_labelled`).
+        labels: A labelled file (see :func:`load_labelled`), or queries already loaded from one.
         limit: Use only the first ``limit`` queries (None: all).
         margin: See :func:`agreement`.
         name: Label of the report (default: the judge's LM).
@@ -386,10 +386,9 @@ def measure_judge(
     """
     from picaco_dspy.runtime.usage import UsageMeter
 
-    queries = load_labelled(labels, values, limit=limit)
+    queries = load_labelled(labels, values, limit=limit) if isinstance(labels, str | Path) else list(labels)[:limit]
     meter = UsageMeter()
-    lm = getattr(judge, "lm", None)
-    label = name or f"judge {getattr(lm, 'model', 'configured LM')}"
+    label = name or f"judge {getattr(judge, 'model_name', None) or 'configured LM'}"
     with meter.track("judge"):
         report = judge_agreement(
             lambda prompt, response: judge.judge(prompt, response, values).conformity,

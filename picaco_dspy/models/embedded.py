@@ -54,7 +54,7 @@ def embedded_judge(*, model: str = EMBEDDED_MODEL) -> ValueJudge:
     It does not order responses by value better than chance on human labels (docs/judges.md); the first one built
     in a process logs a warning saying so.
     """
-    if not _WARNED.is_set():
+    if model == EMBEDDED_MODEL and not _WARNED.is_set():  # the measured numbers are the embedded model's
         _WARNED.set()
         logger.warning(CHANCE_WARNING)
     return yes_no_judge(local_lm(model, temperature=0.0, max_tokens=_VERDICT_TOKENS))

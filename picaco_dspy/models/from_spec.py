@@ -22,6 +22,7 @@ from picaco_dspy.objective.judge import ValueJudge
 from picaco_dspy.objective.likelihood_judge import LikelihoodJudge
 from picaco_dspy.objective.reference import LikelihoodScorer, ReferenceModel
 from picaco_dspy.objective.served_reference import ServedReferenceModel
+from picaco_dspy.objective.value_readings import STATEMENT_TOKENS
 from picaco_dspy.objective.values import ValueSet
 from picaco_dspy.optimize.proposer import InstructionProposer, TemplateProposer
 
@@ -63,7 +64,9 @@ def make_metric(
     if is_likelihood_judge(judge):
         model = likelihood_model(judge)
         shared = isinstance(ref, ReferenceModel) and ref.model_name == model
-        judge_module: ValueJudge = LikelihoodJudge(ref if shared else ReferenceModel(model, max_response_tokens=64))
+        judge_module: ValueJudge = LikelihoodJudge(
+            ref if shared else ReferenceModel(model, max_response_tokens=STATEMENT_TOKENS)
+        )
     elif is_local(judge):
         judge_module = embedded_judge(model=local_model(judge))
     elif adapter == "plain":

@@ -229,6 +229,11 @@ class ValueJudge(dspy.Module):
             conformity=judgement.conformity, probabilities=judgement.probabilities, method=judgement.method
         )
 
+    @property
+    def model_name(self) -> str | None:
+        """The judge's model as run identities and reports name it (None: the LM configured at call time)."""
+        return getattr(self.lm, "model", None)
+
     def lm_calls_per_view(self, values: ValueSet) -> int:
         """LM calls to judge one view of a response: 1 in joint mode, one per value otherwise."""
         return 1 if self.mode == "joint" else len(values)

@@ -44,8 +44,8 @@ class LikelihoodJudge(ValueJudge):
         self.reading = ValueStatementLikelihood(reference)
 
     @property
-    def local_model(self) -> str:
-        """The judge's model as the run identity names it (``local/``: free, no price needed)."""
+    def model_name(self) -> str:
+        """The judge's model as run identities and reports name it (``local/``: free, no price needed)."""
         return f"local/likelihood-{getattr(self.reading.reference, 'model_name', 'reference')}"
 
     def lm_calls_per_view(self, values: ValueSet) -> int:

@@ -38,8 +38,12 @@ def _statement(value: Value) -> str:
     return f"{value.name}: {value.definition}"
 
 
+STATEMENT_TOKENS = 64
+"""Scored answers (value statements, digits) are cut at this many tokens."""
+
+
 def _local_reference() -> ReferenceModel:
-    return ReferenceModel("embedded", max_response_tokens=64)
+    return ReferenceModel("embedded", max_response_tokens=STATEMENT_TOKENS)
 
 
 def contrasted(scores: dict[str, float]) -> dict[str, float]:

@@ -118,7 +118,7 @@ def model_names(
 
     predictors = dict(all_predictors(student))
     models = {f"target:{t}": name(getattr(predictors[t], "lm", None)) for t in targets}
-    models["judge"] = getattr(metric.judge, "local_model", None) or name(metric.judge.lm)
+    models["judge"] = metric.judge.model_name or name(metric.judge.lm)
     models["proposer"] = None if proposer_lm is False else name(proposer_lm)
     models["reference"] = getattr(metric.reference, "model_name", type(metric.reference).__name__)
     return models

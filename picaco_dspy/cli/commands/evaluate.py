@@ -68,8 +68,10 @@ def run(args: argparse.Namespace) -> int:
     if args.agreement_limit < 1:
         raise CliError(f"--agreement-limit must be at least 1, got {args.agreement_limit}")
     values = ValueSet.resolve(args.values)
-    if args.agreement_labels:
-        load_labelled(args.agreement_labels, values, limit=args.agreement_limit)  # a bad file fails before any call
+    # a bad labels file fails here, before any model is loaded or called
+    labelled = (
+        load_labelled(args.agreement_labels, values, limit=args.agreement_limit) if args.agreement_labels else None
+    )
     program, input_field = load_program(args.program)
     examples = to_examples(load_prompts(args.prompts, args.prompt_column), input_field)
     if args.no_bare and not args.state:
@@ -97,8 +99,8 @@ def run(args: argparse.Namespace) -> int:
             for evaluation in evaluations[1:]:
                 add_win_rate(evaluation, evaluations[0], judge, values, num_threads=args.threads, progress=progress)
     agreement = None
-    if args.agreement_labels:
-        agreement = measure_judge(metric.judge, values, args.agreement_labels, limit=args.agreement_limit)
+    if labelled is not None:
+        agreement = measure_judge(metric.judge, values, labelled)
     table = comparison_table(evaluations, agreement)
     print(table)
     if args.out:
